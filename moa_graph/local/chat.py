@@ -1,0 +1,71 @@
+"""Chat models for ``local:NAME`` specs: ``ChatOpenAI`` pointed at the in-process server.
+
+The embedded runtime is reached the same way as any OpenAI-compatible endpoint
+(vLLM, Ollama, a remote ``llama-server``): only the base URL differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+
+from moa_graph.local.catalog import get_model
+from moa_graph.local.server import server_for
+
+_PLACEHOLDER_KEY = "local"  # the server checks no key, but the OpenAI client wants one
+
+
+def chat_model(
+    name: str,
+    *,
+    temperature: float,
+    max_tokens: int,
+    seed: int | None = None,
+    **params: Any,
+) -> BaseChatModel:
+    """Return a chat model served by the embedded llama.cpp runtime.
+
+    The model's server starts on first use (loading takes about a second per
+    gigabyte) and is shared by every chat model of the same name in the process.
+    Token usage comes from the server, also when streaming.
+
+    Args:
+        name: A local model name, e.g. ``"smollm2-135m"`` for ``local:smollm2-135m``.
+        temperature: Sampling temperature.
+        max_tokens: Completion budget.
+        seed: Sampling seed; with temperature 0 or a seed, answers are repeatable.
+        **params: Further ``ChatOpenAI`` settings (``timeout``, ``max_retries``, ...).
+
+    Returns:
+        A ``ChatOpenAI`` with ``base_url`` set to the server's ``/v1``.
+
+    Raises:
+        UnknownModelError: No local model has that name.
+        WeightsNotInstalledError: The weights are not installed; says the command.
+        ChecksumMismatchError: The installed file is corrupted; it is not loaded.
+        NoFreePortError: No port on 127.0.0.1 could be bound.
+        ModelLoadError: llama.cpp could not load the file.
+
+    Example:
+        >>> model = chat_model("smollm2-135m", temperature=0, max_tokens=32)  # doctest: +SKIP
+        >>> model.invoke("What is 2+2?").content  # doctest: +SKIP
+        'The answer is 4.'
+    """
+    server = server_for(get_model(name))
+    settings: dict[str, Any] = {
+        "base_url": f"{server.base_url}/v1",
+        "api_key": _PLACEHOLDER_KEY,
+        "model": name,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "stream_usage": True,
+        # Loopback must never go through an HTTP(S)_PROXY from the environment.
+        "http_client": openai.DefaultHttpxClient(trust_env=False),
+        "http_async_client": openai.DefaultAsyncHttpxClient(trust_env=False),
+        **params,
+    }
+    return ChatOpenAI(**settings)
