@@ -1,0 +1,74 @@
+"""moa-graph: Mixture-of-Agents as a LangGraph graph.
+
+Example:
+    >>> from moa_graph import create_moa
+    >>> graph = create_moa("local-tiny").compile()  # doctest: +SKIP
+    >>> graph.invoke({"messages": [("user", "Name three primes.")]})  # doctest: +SKIP
+
+Names are imported on first use, so the command line starts without loading
+LangGraph.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moa_graph.config import AgentSpec, MoAConfig, load_config, save_config
+    from moa_graph.errors import ConfigError, InputError, MissingAPIKeyError, MoAError
+    from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG, create_moa
+    from moa_graph.presets import list_presets, load_preset
+    from moa_graph.prompts import AGGREGATE_PROMPT
+    from moa_graph.state import MoAInput, MoAOutput, MoAState, Proposal
+
+_EXPORTS = {
+    "AgentSpec": "config",
+    "MoAConfig": "config",
+    "load_config": "config",
+    "save_config": "config",
+    "ConfigError": "errors",
+    "InputError": "errors",
+    "MissingAPIKeyError": "errors",
+    "MoAError": "errors",
+    "AGGREGATOR_NODE": "graph",
+    "AGGREGATOR_TAG": "graph",
+    "PROPOSER_TAG": "graph",
+    "create_moa": "graph",
+    "list_presets": "presets",
+    "load_preset": "presets",
+    "AGGREGATE_PROMPT": "prompts",
+    "MoAInput": "state",
+    "MoAOutput": "state",
+    "MoAState": "state",
+    "Proposal": "state",
+}
+
+__all__ = [
+    "AGGREGATE_PROMPT",
+    "AGGREGATOR_NODE",
+    "AGGREGATOR_TAG",
+    "PROPOSER_TAG",
+    "AgentSpec",
+    "ConfigError",
+    "InputError",
+    "MissingAPIKeyError",
+    "MoAConfig",
+    "MoAError",
+    "MoAInput",
+    "MoAOutput",
+    "MoAState",
+    "Proposal",
+    "create_moa",
+    "list_presets",
+    "load_config",
+    "load_preset",
+    "save_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'moa_graph' has no attribute '{name}'")
+    return getattr(import_module(f"moa_graph.{module}"), name)

@@ -1,0 +1,218 @@
+"""The ``moa`` command line: a thin shell over the library.
+
+Heavy imports (LangGraph, LangChain) happen inside the commands, so ``moa --help``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AnyMessage
+
+    from moa_graph.config import MoAConfig
+
+DEFAULT_PRESET = "local"
+
+app = typer.Typer(
+    name="moa",
+    help="Mixture-of-Agents: layered LLMs answering as one, built on LangGraph.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
+app.add_typer(presets_app, name="presets")
+
+_out = Console()
+_err = Console(stderr=True)
+_debug = False
+
+PresetOption = Annotated[
+    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
+    typer.Option(
+        "--preset", "-p", help=f"Preset name (default: {DEFAULT_PRESET}).", show_default=False
+    ),
+]
+ConfigOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--config", "-c", help="Config file (YAML, TOML or JSON).", show_default=False),
+]
+ShowProposalsOption = Annotated[
+    bool, typer.Option("--show-proposals", help="Print every proposer's response too.")
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="MOA_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _print_error(message: str) -> None:
+    _err.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> NoReturn:
+    _print_error(message)
+    raise typer.Exit(1)
+
+
+def _config(preset: str | None, config_file: Path | None) -> MoAConfig:
+    from moa_graph.graph import resolve_config
+
+    if preset and config_file:
+        _fail("give --preset or --config, not both")
+    return resolve_config(config_file if config_file else (preset or DEFAULT_PRESET))
+
+
+async def _answer(config: MoAConfig, messages: list[AnyMessage], *, live: bool) -> dict[str, Any]:
+    from moa_graph.display import render_run
+    from moa_graph.graph import create_moa
+    from moa_graph.streaming import stream_moa
+
+    graph = create_moa(config).compile()
+    events = stream_moa(graph, {"messages": messages})
+    return await render_run(events, config, out=_out, err=_err, live=live)
+
+
+def _as_json(config: MoAConfig, state: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "answer": state["messages"][-1].text,
+            "preset": config.name,
+            "proposals": [p.model_dump() for p in state["proposals"]],
+            "usage": dict(state["usage"]),
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The question; '-' reads it from stdin.")],
+    preset: PresetOption = None,
+    config_file: ConfigOption = None,
+    show_proposals: ShowProposalsOption = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print answer, proposals and usage as JSON.")
+    ] = False,
+) -> None:
+    """Answer one prompt with a Mixture-of-Agents."""
+    from langchain_core.messages import HumanMessage
+
+    from moa_graph.display import render_proposals
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        _fail("the prompt is empty")
+    config = _config(preset, config_file)
+    state = asyncio.run(_answer(config, [HumanMessage(prompt)], live=not as_json))
+    if as_json:
+        _out.print_json(_as_json(config, state)) if _out.is_terminal else print(
+            _as_json(config, state)
+        )
+    elif show_proposals:
+        render_proposals(state["proposals"], _err)
+
+
+@app.command()
+def chat(
+    preset: PresetOption = None,
+    config_file: ConfigOption = None,
+    show_proposals: ShowProposalsOption = False,
+) -> None:
+    """Talk with a Mixture-of-Agents, turn after turn (/reset forgets, /exit quits)."""
+    from langchain_core.messages import HumanMessage
+
+    from moa_graph.display import render_proposals
+
+    config = _config(preset, config_file)
+    name = config.name or "custom config"
+    _err.print(f"[dim]moa chat · {name} · /reset forgets, /exit or Ctrl-D quits[/]")
+    messages: list[AnyMessage] = []
+    while True:
+        try:
+            prompt = _err.input("[bold cyan]you>[/] ")
+        except EOFError:
+            _err.print()
+            return
+        command = prompt.strip()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            messages = []
+            _err.print("[dim]conversation cleared[/]")
+            continue
+        if not command:
+            continue
+        state = asyncio.run(_answer(config, [*messages, HumanMessage(prompt)], live=True))
+        messages = state["messages"]
+        if show_proposals:
+            render_proposals(state["proposals"], _err)
+
+
+@presets_app.callback()
+def presets(ctx: typer.Context) -> None:
+    """List the shipped presets."""
+    if ctx.invoked_subcommand:
+        return
+    from rich.table import Table
+
+    from moa_graph.presets import list_presets, load_preset
+
+    table = Table("preset", "agents per layer", "aggregator", "description", header_style="bold")
+    for name in list_presets():
+        config = load_preset(name)
+        shape = " + ".join(str(len(layer)) for layer in config.layers)
+        table.add_row(name, shape, config.aggregator.model_id, config.description)
+    _out.print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> None:
+    """Print a preset as YAML, ready to copy into a config file and edit."""
+    import yaml
+
+    from moa_graph.presets import load_preset
+
+    data = load_preset(name).to_dict()
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+
+
+def main() -> None:
+    """Entry point of the ``moa`` command: one-line errors unless ``--debug``."""
+    from moa_graph.errors import MoAError
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err.print("[dim]interrupted[/]")
+        sys.exit(130)
+    except Exception as error:
+        if _debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else ""
+        if not isinstance(error, MoAError):
+            message = f"{type(error).__name__}: {message}"
+        _print_error(message)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Configuration of a Mixture-of-Agents: its agents, layers and sampling defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from langchain_core.language_models import BaseChatModel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from moa_graph.errors import ConfigError
+from moa_graph.prompts import AGGREGATE_PROMPT
+
+KNOWN_PROVIDERS = frozenset(
+    {
+        "anthropic",
+        "azure_openai",
+        "bedrock",
+        "bedrock_converse",
+        "cohere",
+        "deepseek",
+        "fireworks",
+        "google_genai",
+        "google_vertexai",
+        "groq",
+        "huggingface",
+        "local",
+        "mistralai",
+        "nvidia",
+        "ollama",
+        "openai",
+        "openrouter",
+        "perplexity",
+        "together",
+        "xai",
+    }
+)
+"""Providers a ``"provider:model"`` string may name (``local`` is moa-graph's own)."""
+
+_RESERVED_IN_NAMES = re.compile(r"[|:\s]+")
+
+
+class AgentSpec(BaseModel):
+    """One agent: a model and how it is sampled.
+
+    A bare model string or chat model instance is accepted wherever an agent is.
+
+    Attributes:
+        model: A ``"provider:model"`` string, or any LangChain chat model instance
+            (used as is: the sampling fields below then do not apply).
+        name: Unique name within its layer; derived from the model when absent.
+        temperature: Overrides the config's temperature.
+        max_tokens: Overrides the config's ``max_tokens``.
+        system_prompt: The agent's own system prompt.
+        base_url: An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server).
+        api_key_env: Name of the environment variable holding the API key; the key
+            itself never appears in a config.
+        seed: Sampling seed, for providers that accept one.
+        params: Further keyword arguments for the chat model's constructor.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    model: str | BaseChatModel
+    name: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    system_prompt: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    seed: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_model(cls, data: Any) -> Any:
+        if isinstance(data, str | BaseChatModel):
+            return {"model": data}
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, model: str | BaseChatModel) -> str | BaseChatModel:
+        if isinstance(model, str):
+            provider, _, model_id = model.partition(":")
+            if not model_id:
+                raise ValueError(f"'{model}' is not of the form 'provider:model'")
+            if provider not in KNOWN_PROVIDERS:
+                known = ", ".join(sorted(KNOWN_PROVIDERS))
+                raise ValueError(f"unknown provider '{provider}' (known: {known})")
+        return model
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name or _RESERVED_IN_NAMES.search(name)):
+            raise ValueError(f"agent name '{name}' is empty or has '|', ':' or spaces")
+        return name
+
+    @property
+    def provider(self) -> str | None:
+        """The provider of a model string, or None for a model instance."""
+        return self.model.partition(":")[0] if isinstance(self.model, str) else None
+
+    @property
+    def model_id(self) -> str:
+        """A readable identifier of the model, for records and traces."""
+        if isinstance(self.model, str):
+            return self.model
+        for attribute in ("model_name", "model"):
+            value = getattr(self.model, attribute, None)
+            if isinstance(value, str) and value:
+                return value
+        return type(self.model).__name__
+
+
+def _default_name(agent: AgentSpec) -> str:
+    model_id = agent.model_id.partition(":")[2] or agent.model_id
+    return _RESERVED_IN_NAMES.sub("-", model_id.rsplit("/", 1)[-1])
+
+
+def _named(agents: list[AgentSpec], where: str) -> list[AgentSpec]:
+    """Give every agent a name, suffixing derived names that repeat."""
+    explicit = [a.name for a in agents if a.name]
+    duplicates = sorted({n for n in explicit if explicit.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate agent names in {where}: {', '.join(duplicates)}")
+    taken = set(explicit)
+    named = []
+    for agent in agents:
+        if agent.name is None:
+            base = _default_name(agent)
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base}-{n}"
+            taken.add(name)
+            agent = agent.model_copy(update={"name": name})
+        named.append(agent)
+    return named
+
+
+class MoAConfig(BaseModel):
+    """A Mixture-of-Agents: proposer layers and one aggregator.
+
+    Attributes:
+        layers: Proposer layers, each a non-empty list of agents. Layer 1 answers the
+            conversation; every later layer also sees the previous layer's responses.
+        aggregator: The agent that synthesizes the last layer's responses.
+        temperature: Default sampling temperature of every agent.
+        max_tokens: Default completion budget of every agent.
+        seed: Base sampling seed; agent ``i`` of a layer gets ``seed + i`` so that
+            repeated samples of one model still differ.
+        aggregate_prompt: The text put before the references.
+        name: The preset's name, if the config came from one (shown in traces).
+        description: One line describing the config.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    layers: list[list[AgentSpec]] = Field(min_length=1)
+    aggregator: AgentSpec
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1)
+    seed: int | None = None
+    aggregate_prompt: str = AGGREGATE_PROMPT
+    name: str | None = None
+    description: str = ""
+
+    @field_validator("layers")
+    @classmethod
+    def _check_layers(cls, layers: list[list[AgentSpec]]) -> list[list[AgentSpec]]:
+        for number, layer in enumerate(layers, 1):
+            if not layer:
+                raise ValueError(f"layer {number} has no agents")
+        return [_named(layer, f"layer {n}") for n, layer in enumerate(layers, 1)]
+
+    @field_validator("aggregator")
+    @classmethod
+    def _name_aggregator(cls, aggregator: AgentSpec) -> AgentSpec:
+        return _named([aggregator], "the aggregator")[0]
+
+    def sampling(self, agent: AgentSpec, index: int = 0) -> dict[str, Any]:
+        """Return the temperature, max_tokens and seed that ``agent`` runs with.
+
+        Args:
+            agent: One of this config's agents.
+            index: The agent's position in its layer, which offsets the seed.
+        """
+        seed = agent.seed
+        if seed is None and self.seed is not None:
+            seed = self.seed + index
+        return {
+            "temperature": self.temperature if agent.temperature is None else agent.temperature,
+            "max_tokens": agent.max_tokens or self.max_tokens,
+            "seed": seed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain data, as a YAML or TOML file holds it."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Return a one-line description of a pydantic error, naming the field."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    more = error.error_count() - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{location}: {message}{suffix}" if location else f"{message}{suffix}"
+
+
+def config_from_data(data: Mapping[str, Any], *, source: str = "config") -> MoAConfig:
+    """Validate plain data as a :class:`MoAConfig`.
+
+    Args:
+        data: The config as loaded from a file or preset.
+        source: Where the data came from, named in errors.
+
+    Raises:
+        ConfigError: The data is not a valid config.
+    """
+    try:
+        return MoAConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"invalid {source}: {describe_validation_error(error)}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML, TOML or JSON file into plain data without validating it.
+
+    Raises:
+        ConfigError: The file is missing, unreadable or not well-formed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"config file {path} must end in .yaml, .yml, .toml or .json")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        detail = str(error).replace("\n", " ")
+        raise ConfigError(f"config file {path} is malformed: {detail}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path) -> MoAConfig:
+    """Load a config from a YAML, TOML or JSON file.
+
+    Args:
+        path: The file; its suffix picks the format.
+
+    Raises:
+        ConfigError: The file cannot be read or parsed, or a field is invalid; the
+            message names the file and the field.
+    """
+    return config_from_data(read_config_file(path), source=f"config file {path}")
+
+
+def save_config(config: MoAConfig, path: str | Path) -> None:
+    """Write a config to a YAML or JSON file (TOML cannot hold its nested lists).
+
+    Raises:
+        ConfigError: An agent's model is an instance, which a file cannot hold.
+    """
+    path = Path(path)
+    agents = [a for layer in config.layers for a in layer] + [config.aggregator]
+    if any(not isinstance(a.model, str) for a in agents):
+        raise ConfigError("a config with model instances cannot be saved to a file")
+    data = config.to_dict()
+    if path.suffix == ".json":
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

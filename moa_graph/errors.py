@@ -1,0 +1,24 @@
+"""Exceptions raised by moa-graph.
+
+Every error a user can cause derives from :class:`MoAError` and carries a one-line
+message meant to be shown as is, so the command line and the server can print it
+without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MoAError(Exception):
+    """Base class of every error moa-graph raises on purpose."""
+
+
+class ConfigError(MoAError, ValueError):
+    """A configuration, preset or config file is invalid."""
+
+
+class InputError(MoAError, ValueError):
+    """The conversation given to a MoA graph cannot be answered."""
+
+
+class MissingAPIKeyError(ConfigError):
+    """A model's provider needs an API key that is not set in the environment."""

@@ -1,0 +1,58 @@
+"""Presets: named configurations shipped as YAML files inside the package.
+
+A preset may name another in ``extends``; its own keys then replace the base's.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from moa_graph.config import MoAConfig, config_from_data
+from moa_graph.errors import ConfigError
+
+_PRESETS = resources.files("moa_graph") / "presets"
+
+
+def list_presets() -> list[str]:
+    """Return the names of the shipped presets, sorted."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in _PRESETS.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def preset_data(name: str) -> dict[str, Any]:
+    """Return a preset as plain data, with ``extends`` resolved.
+
+    Raises:
+        ConfigError: No preset has that name.
+    """
+    path = _PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset '{name}' (known: {', '.join(list_presets())})")
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    base = data.pop("extends", None)
+    return {**preset_data(base), **data} if base else data
+
+
+def load_preset(name: str, **overrides: Any) -> MoAConfig:
+    """Load a preset by name, with any field replaced.
+
+    Args:
+        name: One of :func:`list_presets`.
+        **overrides: Config fields to replace, e.g. ``aggregator="openai:gpt-4o"``.
+
+    Returns:
+        The validated config, named after the preset.
+
+    Raises:
+        ConfigError: Unknown preset, or an override that makes the config invalid.
+
+    Example:
+        >>> load_preset("together-moa", max_tokens=256).max_tokens
+        256
+    """
+    data = {**preset_data(name), "name": name, **overrides}
+    return config_from_data(data, source=f"preset '{name}'")

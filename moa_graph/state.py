@@ -1,0 +1,100 @@
+"""Graph state: the conversation, the proposals of the current turn, and usage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langgraph.graph import MessagesState
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict
+
+
+class Proposal(BaseModel):
+    """One proposer's response to the latest user turn.
+
+    Attributes:
+        turn: Which user turn of the conversation it answers (1 for the first).
+        layer: The proposer layer, from 1.
+        index: The agent's position in its layer, from 0.
+        agent: The agent's name.
+        model: The agent's model.
+        content: The response text.
+        input_tokens: Prompt tokens the model reported.
+        output_tokens: Completion tokens the model reported.
+        latency_s: Wall time of the model call, in seconds.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int
+    layer: int
+    index: int
+    agent: str
+    model: str
+    content: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def usage(self) -> UsageMetadata:
+        """The call's token usage in LangChain's form."""
+        return UsageMetadata(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            total_tokens=self.input_tokens + self.output_tokens,
+        )
+
+
+def merge_proposals(
+    existing: Sequence[Proposal] | None, new: Sequence[Proposal] | None
+) -> list[Proposal]:
+    """Reducer of ``proposals``: keep the latest turn's, ordered by layer and agent.
+
+    Parallel agents finish in any order; sorting by ``(layer, index)`` makes the
+    result independent of it. A proposal for a newer turn drops the older turn's,
+    so a thread's state holds the proposals behind its latest answer only.
+    """
+    merged = {(p.turn, p.layer, p.index): p for p in [*(existing or ()), *(new or ())]}
+    if not merged:
+        return []
+    latest = max(turn for turn, _, _ in merged)
+    return sorted(
+        (p for (turn, _, _), p in merged.items() if turn == latest),
+        key=lambda p: (p.layer, p.index),
+    )
+
+
+def user_turn(messages: Sequence[AnyMessage]) -> int:
+    """Return how many user messages the conversation holds."""
+    return sum(isinstance(m, HumanMessage) for m in messages)
+
+
+class MoAInput(TypedDict):
+    """What a MoA graph takes: a conversation, as in LangGraph's ``MessagesState``."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class MoAOutput(MoAInput):
+    """What a MoA graph returns.
+
+    Attributes:
+        messages: The conversation with the aggregator's answer appended.
+        proposals: Every proposer's response to the latest turn.
+        usage: Tokens of every call of the latest turn, aggregator included.
+    """
+
+    proposals: list[Proposal]
+    usage: UsageMetadata
+
+
+class MoAState(MessagesState):
+    """The full state of a MoA graph."""
+
+    proposals: Annotated[list[Proposal], merge_proposals]
+    usage: UsageMetadata

@@ -1,0 +1,81 @@
+"""Streaming a MoA run as one sequence of typed events.
+
+LangGraph streams progress (``custom``), tokens (``messages``) and state
+(``values``) on separate modes; front ends (the command line, the server) want one
+ordered sequence with the final answer's tokens already picked out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from moa_graph.graph import AGGREGATOR_TAG
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event a node emitted, e.g. ``{"event": "agent_finished", ...}``."""
+
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the aggregator's answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run is over; ``state`` is the graph's final output."""
+
+    state: dict[str, Any]
+
+
+Event = Progress | Token | Finished
+
+
+async def stream_moa(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    graph_input: dict[str, Any] | Any,
+    config: RunnableConfig | None = None,
+    *,
+    context: Any = None,
+) -> AsyncIterator[Event]:
+    """Run a compiled MoA graph and yield its progress, answer tokens and result.
+
+    Args:
+        graph: A compiled graph from :func:`moa_graph.create_moa`.
+        graph_input: The input, e.g. ``{"messages": [...]}``, or None to resume.
+        config: The run's config (thread id, callbacks, tags).
+        context: The run's context, for graphs with a ``context_schema``.
+
+    Yields:
+        :class:`Progress` and :class:`Token` events as they happen, then one
+        :class:`Finished` with the final state.
+    """
+    state: dict[str, Any] = {}
+    parts: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
+        graph_input, config, context=context, stream_mode=["custom", "messages", "values"]
+    )
+    async for mode, payload in parts:
+        if mode == "custom":
+            yield Progress(payload)
+        elif mode == "messages":
+            chunk, metadata = payload
+            if (
+                isinstance(chunk, AIMessageChunk)
+                and AGGREGATOR_TAG in metadata.get("tags", ())
+                and chunk.text
+            ):
+                yield Token(chunk.text)
+        else:
+            state = payload
+    yield Finished(state)

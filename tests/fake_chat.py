@@ -1,0 +1,120 @@
+"""The one fake chat model of the test suite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+
+def _default_reply(model: FakeChatModel, messages: list[BaseMessage]) -> str:
+    return f"{model.model_name} answers: {messages[-1].text}"
+
+
+class FakeChatModel(BaseChatModel):
+    """A chat model that records what it receives and answers deterministically.
+
+    Attributes:
+        model_name: Shown as the model's identifier.
+        reply: Builds the answer from the model and the messages received.
+        delay: Seconds each call takes (a list gives one value per call, cycling).
+        input_tokens: Reported prompt tokens per call.
+        output_tokens: Reported completion tokens per call.
+        calls: Every message list received, in call order.
+    """
+
+    model_name: str = "fake"
+    reply: Callable[[FakeChatModel, list[BaseMessage]], str] = _default_reply
+    delay: float | list[float] = 0.0
+    input_tokens: int = 10
+    output_tokens: int = 5
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "fake-chat"
+
+    def _next_delay(self) -> float:
+        if isinstance(self.delay, list):
+            return self.delay[(len(self.calls) - 1) % len(self.delay)]
+        return self.delay
+
+    def _answer(self, messages: list[BaseMessage]) -> tuple[str, UsageMetadata, float]:
+        self.calls.append(list(messages))
+        usage = UsageMetadata(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            total_tokens=self.input_tokens + self.output_tokens,
+        )
+        return self.reply(self, messages), usage, self._next_delay()
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text, usage, delay = self._answer(messages)
+        time.sleep(delay)
+        message = AIMessage(text, usage_metadata=usage)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text, usage, delay = self._answer(messages)
+        await asyncio.sleep(delay)
+        message = AIMessage(text, usage_metadata=usage)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _chunks(self, text: str, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            chunk = AIMessageChunk(
+                word if last else word + " ",
+                usage_metadata=usage if last else None,
+                chunk_position="last" if last else None,
+            )
+            yield ChatGenerationChunk(message=chunk)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        text, usage, delay = self._answer(messages)
+        time.sleep(delay)
+        for chunk in self._chunks(text, usage):
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        text, usage, delay = self._answer(messages)
+        await asyncio.sleep(delay)
+        for chunk in self._chunks(text, usage):
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk

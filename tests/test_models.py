@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from moa_graph import AgentSpec, ConfigError, MissingAPIKeyError, MoAConfig, create_moa
+from moa_graph.models import resolve_model
+
+
+def test_missing_key_names_the_variable() -> None:
+    with pytest.raises(MissingAPIKeyError, match="set the environment variable OPENAI_API_KEY"):
+        resolve_model(AgentSpec(model="openai:gpt-4o"), temperature=0.7, max_tokens=10)
+
+
+def test_custom_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = AgentSpec(model="openai:m", base_url="http://127.0.0.1:1/v1", api_key_env="MY_KEY")
+    with pytest.raises(MissingAPIKeyError, match="MY_KEY"):
+        resolve_model(agent, temperature=0.7, max_tokens=10)
+    monkeypatch.setenv("MY_KEY", "sk-custom")
+    model = resolve_model(agent, temperature=0.7, max_tokens=10)
+    assert model.openai_api_key.get_secret_value() == "sk-custom"
+
+
+def test_self_hosted_endpoint_never_gets_the_openai_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    model = resolve_model(
+        AgentSpec(model="openai:llama", base_url="http://127.0.0.1:1/v1"),
+        temperature=0.2,
+        max_tokens=7,
+        seed=5,
+    )
+    assert model.openai_api_key.get_secret_value() != "sk-secret"
+    assert (model.openai_api_base, model.temperature, model.max_tokens, model.seed) == (
+        "http://127.0.0.1:1/v1",
+        0.2,
+        7,
+        5,
+    )
+
+
+def test_one_client_per_model_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "tk")
+    agent = AgentSpec(model="together:Qwen/Qwen1.5-72B-Chat")
+    first = resolve_model(agent, temperature=0.7, max_tokens=10)
+    assert resolve_model(agent, temperature=0.7, max_tokens=10) is first
+    assert resolve_model(agent, temperature=0.0, max_tokens=10) is not first
+    config = MoAConfig(layers=[[agent, agent], [agent]], aggregator=agent, max_tokens=10)
+    graph = create_moa(config)
+    models = {id(node.runnable.afunc.__self__.model) for node in graph.nodes.values()}
+    assert len(models) == 1
+
+
+def test_unknown_integration_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "x")
+    try:
+        import langchain_anthropic  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="provider 'anthropic' needs its LangChain package"):
+            resolve_model(AgentSpec(model="anthropic:claude"), temperature=0.7, max_tokens=10)
+    else:
+        pytest.skip("langchain-anthropic is installed")
+
+
+def test_model_instances_are_used_as_they_are(fake_model) -> None:
+    model = fake_model("x")
+    assert resolve_model(AgentSpec(model=model), temperature=0.0, max_tokens=1) is model
