@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from moa_graph.local.cli import app as models_app
+
 if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
 
@@ -32,6 +34,7 @@ app = typer.Typer(
 )
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
+app.add_typer(models_app, name="models")
 
 _out = Console()
 _err = Console(stderr=True)
