@@ -13,19 +13,42 @@ Example:
 
 from __future__ import annotations
 
-from moa_graph.local.catalog import KNOWN_MODELS, LocalModel, get_model
-from moa_graph.local.chat import chat_model
-from moa_graph.local.errors import (
-    ChecksumMismatchError,
-    InstallError,
-    LocalModelError,
-    ModelLoadError,
-    NoFreePortError,
-    UnknownModelError,
-    WeightsNotInstalledError,
-)
-from moa_graph.local.server import shutdown
-from moa_graph.local.weights import install, models_dir
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moa_graph.local.catalog import KNOWN_MODELS, LocalModel, get_model
+    from moa_graph.local.chat import chat_model
+    from moa_graph.local.errors import (
+        ChecksumMismatchError,
+        InstallError,
+        LocalModelError,
+        ModelLoadError,
+        NoFreePortError,
+        UnknownModelError,
+        WeightsNotInstalledError,
+    )
+    from moa_graph.local.server import shutdown
+    from moa_graph.local.weights import install, models_dir
+
+# Imported on first use: ``moa --help`` loads this package, and the chat model
+# pulls in the OpenAI client, which takes a second to import.
+_EXPORTS = {
+    "KNOWN_MODELS": "catalog",
+    "LocalModel": "catalog",
+    "get_model": "catalog",
+    "chat_model": "chat",
+    "ChecksumMismatchError": "errors",
+    "InstallError": "errors",
+    "LocalModelError": "errors",
+    "ModelLoadError": "errors",
+    "NoFreePortError": "errors",
+    "UnknownModelError": "errors",
+    "WeightsNotInstalledError": "errors",
+    "shutdown": "server",
+    "install": "weights",
+    "models_dir": "weights",
+}
 
 __all__ = [
     "KNOWN_MODELS",
@@ -43,3 +66,10 @@ __all__ = [
     "models_dir",
     "shutdown",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'moa_graph.local' has no attribute '{name}'")
+    return getattr(import_module(f"moa_graph.local.{module}"), name)
