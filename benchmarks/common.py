@@ -1,0 +1,129 @@
+"""What the benchmarks share: the endpoint process, the configs, the asyncio baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from openai import AsyncOpenAI
+
+from moa_graph import MoAConfig
+from moa_graph.prompts import AGGREGATE_PROMPT, format_references
+
+HERE = Path(__file__).parent
+RESULTS = HERE.parent / "docs" / "benchmarks"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def endpoint(latency: float, tokens: int = 64) -> Iterator[str]:
+    """Run ``endpoint.py`` in a subprocess; yield its ``/v1`` URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "endpoint.py"),
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+            "--tokens",
+            str(tokens),
+        ],
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            except urllib.error.HTTPError:
+                break  # 404: it is up
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the fake endpoint did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def moa_config(layers: int, agents: int, url: str, max_tokens: int = 512) -> MoAConfig:
+    """A ``layers`` x ``agents`` MoA whose models all live on the fake endpoint."""
+
+    def agent(name: str) -> dict[str, Any]:
+        return {"model": f"openai:{name}", "name": name, "base_url": url}
+
+    return MoAConfig(
+        layers=[[agent(f"m{i}") for i in range(agents)] for _ in range(layers)],
+        aggregator=agent("agg"),
+        max_tokens=max_tokens,
+    )
+
+
+class AsyncioMoA:
+    """The reference implementation's approach: ``asyncio.gather`` per layer over a raw
+    async client, references injected into the system message."""
+
+    def __init__(self, layers: int, agents: int, url: str, max_tokens: int = 512) -> None:
+        self.client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+        self.layers = [[f"m{i}" for i in range(agents)] for _ in range(layers)]
+        self.max_tokens = max_tokens
+
+    async def _call(self, model: str, prompt: str, references: list[str]) -> str:
+        messages: list[Any] = [{"role": "user", "content": prompt}]
+        if references:
+            system = format_references(AGGREGATE_PROMPT, references)
+            messages.insert(0, {"role": "system", "content": system})
+        response = await self.client.chat.completions.create(
+            model=model, messages=messages, temperature=0.7, max_tokens=self.max_tokens
+        )
+        return response.choices[0].message.content or ""
+
+    async def run(self, prompt: str) -> str:
+        references: list[str] = []
+        for layer in self.layers:
+            references = list(
+                await asyncio.gather(*(self._call(m, prompt, references) for m in layer))
+            )
+        return await self._call("agg", prompt, references)
+
+
+def summary(samples: list[float]) -> tuple[float, float, float]:
+    """Median, 10th and 90th percentile."""
+    ordered = sorted(samples)
+    deciles = statistics.quantiles(ordered, n=10) if len(ordered) > 1 else ordered * 9
+    return statistics.median(ordered), deciles[0], deciles[-1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def save(name: str, text: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,113 @@
+"""Orchestration overhead of moa-graph against the critical path and plain asyncio.
+
+A fake OpenAI-compatible endpoint (its own process) answers every call after L seconds.
+For each shape (layers x agents) the same MoA runs, interleaved, as: moa-graph; moa-graph
+with a SQLite checkpointer; moa-graph streamed; and the reference's ``asyncio.gather``
+per layer. The ideal is the critical path, (layers + 1) x L. Also prints the time from
+the end of the last layer to the aggregator's first streamed token.
+
+    python benchmarks/overhead.py [--latency 0.05] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from benchmarks.common import AsyncioMoA, endpoint, machine, moa_config, save, summary
+from moa_graph import create_moa
+from moa_graph.streaming import Progress, Token, stream_moa
+
+SHAPES = [(1, 3), (2, 6), (3, 6)]
+PROMPT = "Explain the Mixture-of-Agents method in two sentences."
+
+
+async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict[str, Any]:
+    layers, agents = shape
+    builder = create_moa(moa_config(layers, agents, url))
+    plain = builder.compile()
+    baseline = AsyncioMoA(layers, agents, url)
+    times: dict[str, list[float]] = {k: [] for k in ("asyncio", "moa", "sqlite", "stream")}
+    first_token: list[float] = []
+    messages = {"messages": [("user", PROMPT)]}
+
+    async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+        durable = builder.compile(checkpointer=saver)
+
+        async def streamed() -> None:
+            last_layer_done = 0.0
+            async for event in stream_moa(plain, messages):
+                if isinstance(event, Progress) and event.data.get("moa_layer") == layers:
+                    if event.data["event"] == "agent_finished":
+                        last_layer_done = time.perf_counter()
+                elif isinstance(event, Token) and last_layer_done:
+                    first_token.append(time.perf_counter() - last_layer_done)
+                    last_layer_done = 0.0
+
+        variants = {
+            "asyncio": lambda: baseline.run(PROMPT),
+            "moa": lambda: plain.ainvoke(messages),
+            "sqlite": lambda: durable.ainvoke(
+                messages, {"configurable": {"thread_id": uuid.uuid4().hex}}
+            ),
+            "stream": streamed,
+        }
+        for _ in range(3):  # warm up clients, connection pools and the endpoint
+            for run in variants.values():
+                await run()
+        first_token.clear()
+        for _ in range(runs):
+            for name, run in variants.items():
+                started = time.perf_counter()
+                await run()
+                times[name].append(time.perf_counter() - started)
+    return {"times": times, "first_token": first_token}
+
+
+def table(latency: float, runs: int, results: dict[tuple[int, int], dict[str, Any]]) -> str:
+    rows = [
+        "| layers x agents | ideal | asyncio | moa-graph (p10-p90) | moa / asyncio | moa / ideal "
+        "| + SQLite / ideal | streamed / ideal | last layer -> first token |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (layers, agents), result in results.items():
+        ideal = (layers + 1) * latency
+        med = {name: summary(samples)[0] for name, samples in result["times"].items()}
+        _, p10, p90 = summary(result["times"]["moa"])
+        ttft = summary(result["first_token"])[0] * 1000
+        rows.append(
+            f"| {layers} x {agents} | {ideal * 1000:.0f} ms | {med['asyncio'] * 1000:.1f} ms "
+            f"| {med['moa'] * 1000:.1f} ms ({p10 * 1000:.0f}-{p90 * 1000:.0f}) "
+            f"| {med['moa'] / med['asyncio']:.3f} | {med['moa'] / ideal:.3f} "
+            f"| {med['sqlite'] / ideal:.3f} | {med['stream'] / ideal:.3f} "
+            f"| {ttft:.1f} ms (L = {latency * 1000:.0f} ms) |"
+        )
+    return (
+        f"L = {latency * 1000:.0f} ms per call, {runs} runs per variant, medians; "
+        f"{machine()}.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    results = {}
+    with endpoint(args.latency) as url, tempfile.TemporaryDirectory() as tmp:
+        for shape in SHAPES:
+            results[shape] = await measure(shape, url, args.runs, Path(tmp) / f"{shape}.db")
+    text = table(args.latency, args.runs, results)
+    print(text)
+    print(f"saved to {save('overhead', text)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
