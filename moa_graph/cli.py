@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from moa_graph.local.cli import app as models_app
+from moa_graph.server_cli import serve_command
 
 if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
@@ -35,6 +36,7 @@ app = typer.Typer(
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
 app.add_typer(models_app, name="models")
+app.command("serve")(serve_command)
 
 _out = Console()
 _err = Console(stderr=True)

@@ -34,6 +34,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.latency = latency
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.usages: list[dict[str, int]] = []  # the usage reported for each answer
         self.lock = threading.Lock()
 
     @property
@@ -72,6 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": len(text.split()),
             "total_tokens": prompt_tokens + len(text.split()),
         }
+        with self.server.lock:
+            self.server.usages.append(usage)
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": request["model"]}
         if not request.get("stream"):
             message = {"role": "assistant", "content": text}

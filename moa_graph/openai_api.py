@@ -1,0 +1,208 @@
+"""The OpenAI chat completions wire format, as ``moa serve`` speaks it.
+
+Requests are validated into :class:`ChatCompletionRequest`; answers, stream chunks
+and errors are built as plain JSON-ready dicts in the shapes the OpenAI API uses, so
+any OpenAI client reads them. The one extension, the ``moa`` field, appears only
+when the request asks for it (``"moa": {"include_proposals": true}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import AnyMessage, convert_to_messages
+from langchain_core.messages.ai import UsageMetadata
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from moa_graph.errors import InputError
+from moa_graph.state import Proposal
+
+
+class StreamOptions(BaseModel):
+    """The request's ``stream_options``."""
+
+    include_usage: bool = False
+
+
+class MoAOptions(BaseModel):
+    """The request's ``moa`` extension field.
+
+    Attributes:
+        include_proposals: Return every proposal and each agent's usage in the
+            response's ``moa`` field (in the last chunk when streaming).
+        sampling: Which agents the request's ``temperature`` and ``max_tokens``
+            apply to: the aggregator only (the default) or every agent.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_proposals: bool = False
+    sampling: Literal["aggregator", "all"] = "aggregator"
+
+
+class ChatCompletionRequest(BaseModel):
+    """A ``POST /v1/chat/completions`` body.
+
+    Fields of the OpenAI API that do not change a MoA's answer (``user``,
+    ``metadata`` ...) are accepted and ignored; tools and ``n > 1`` are refused.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    moa: MoAOptions = Field(default_factory=MoAOptions)
+
+    @model_validator(mode="after")
+    def _refuse_tools(self) -> ChatCompletionRequest:
+        for field in ("tools", "functions"):
+            if (self.model_extra or {}).get(field):
+                raise ValueError(f"'{field}' is not supported by a Mixture-of-Agents model")
+        return self
+
+    @property
+    def completion_budget(self) -> int | None:
+        """``max_completion_tokens``, or the older ``max_tokens``."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def conversation(self) -> list[AnyMessage]:
+        """Return the messages as LangChain messages.
+
+        Raises:
+            InputError: A message has an unknown role or no content field.
+        """
+        try:
+            return convert_to_messages(self.messages)  # type: ignore[return-value]
+        except (ValueError, KeyError, TypeError, NotImplementedError) as error:
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(f"messages: {detail}") from None
+
+
+def usage_json(usage: UsageMetadata | Mapping[str, Any]) -> dict[str, int]:
+    """Return LangChain usage as an OpenAI ``usage`` object."""
+    prompt = int(usage.get("input_tokens", 0))
+    completion = int(usage.get("output_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def completion_json(
+    *, completion_id: str, created: int, model: str, text: str, finish_reason: str
+) -> dict[str, Any]:
+    """Return a ``chat.completion`` object without its usage."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class ChunkMaker:
+    """Builds the ``chat.completion.chunk`` objects of one streamed answer.
+
+    Attributes:
+        completion_id: The id every chunk of the answer shares.
+        created: Unix time of the answer.
+        model: The served model's name.
+        with_usage_field: ``include_usage`` was requested: every chunk carries
+            ``"usage": null`` except the last, as the OpenAI API sends them.
+    """
+
+    completion_id: str
+    created: int
+    model: str
+    with_usage_field: bool = False
+
+    def chunk(
+        self, delta: dict[str, Any] | None, finish_reason: str | None = None
+    ) -> dict[str, Any]:
+        """Return one chunk; ``delta=None`` makes the closing chunk without choices."""
+        chunk: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.with_usage_field:
+            chunk["usage"] = None
+        return chunk
+
+
+def moa_extension(
+    proposals: Sequence[Proposal], aggregator: Mapping[str, Any] | None, thread_id: str | None
+) -> dict[str, Any]:
+    """Return the ``moa`` extension field: proposals and each agent's usage.
+
+    Args:
+        proposals: The run's proposals.
+        aggregator: The aggregator's ``agent_finished`` progress event.
+        thread_id: The run's thread id when the server checkpoints.
+    """
+    extension: dict[str, Any] = {
+        "proposals": [
+            {
+                "layer": p.layer,
+                "agent": p.agent,
+                "model": p.model,
+                "content": p.content,
+                "latency_s": round(p.latency_s, 4),
+                "usage": usage_json(p.usage),
+                "error": p.error,
+            }
+            for p in proposals
+        ],
+        "aggregator": None,
+    }
+    if aggregator is not None:
+        extension["aggregator"] = {
+            "agent": aggregator["moa_agent"],
+            "model": aggregator["moa_model"],
+            "latency_s": round(float(aggregator["latency_s"]), 4),
+            "usage": usage_json(aggregator),
+        }
+    if thread_id is not None:
+        extension["thread_id"] = thread_id
+    return extension
+
+
+def error_json(
+    message: str,
+    *,
+    error_type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Return an OpenAI error object: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {
+        "error": {"message": message, "type": error_type, "param": param, "code": code, **extra}
+    }

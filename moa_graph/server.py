@@ -1,0 +1,567 @@
+"""``moa serve``: Mixture-of-Agents presets behind the OpenAI chat completions API.
+
+Each served model is a preset or config; its graph is compiled once at start and
+reused by every request. ``POST /v1/chat/completions`` runs it (streamed or not),
+``GET /v1/models`` lists the served models, errors use the OpenAI error format.
+
+Safety: the server binds 127.0.0.1 unless told otherwise, refuses any other address
+without an API key, limits body size and concurrent runs, and never repeats a key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AnyMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from moa_graph.checkpointers import check_checkpoint_url, open_checkpointer
+from moa_graph.config import MoAConfig, describe_validation_error, load_config
+from moa_graph.errors import ConfigError, InputError, MoAError, ModelCallError
+from moa_graph.graph import check_conversation, create_moa
+from moa_graph.openai_api import (
+    ChatCompletionRequest,
+    ChunkMaker,
+    completion_json,
+    error_json,
+    moa_extension,
+    usage_json,
+)
+from moa_graph.presets import load_preset
+from moa_graph.streaming import Event, Finished, Progress, Token, stream_moa
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_CONCURRENT = 4
+"""MoA runs at once; each run makes several model calls."""
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+THREAD_HEADER = "X-MoA-Thread-Id"
+"""Response header naming the run's thread id when the server checkpoints."""
+
+_GRAPHS_PER_MODEL = 16
+"""Compiled graphs kept per served model for requests that change sampling."""
+_FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
+
+_log = logging.getLogger(__name__)
+
+
+class _APIError(Exception):
+    """An error answered in the OpenAI format with an HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_json(message, error_type=error_type, code=code, param=param, **extra)
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, self.status, headers=self.headers)
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to serve beyond this machine without an API key.
+
+    Raises:
+        ConfigError: ``host`` is not a loopback address and no key is set.
+    """
+    if not is_loopback(host) and not api_key:
+        raise ConfigError(
+            f"refusing to listen on {host} without an API key: set --api-key "
+            "(or MOA_API_KEY), or bind 127.0.0.1"
+        )
+
+
+def served_configs(
+    presets: Iterable[str] = (), config_files: Iterable[str | Path] = ()
+) -> dict[str, MoAConfig]:
+    """Name the configs to serve: a preset by its name, a file by its ``name`` or stem.
+
+    Raises:
+        ConfigError: A preset or file is unknown or invalid, or two share a name.
+    """
+    named: list[tuple[str, MoAConfig]] = [(name, load_preset(name)) for name in presets]
+    for path in config_files:
+        config = load_config(path)
+        named.append((config.name or Path(path).stem, config))
+    served: dict[str, MoAConfig] = {}
+    for name, config in named:
+        if name in served:
+            raise ConfigError(f"two served models are named '{name}'")
+        served[name] = config
+    if not served:
+        raise ConfigError("nothing to serve: give --preset or --config")
+    return served
+
+
+def _with_sampling(
+    config: MoAConfig, temperature: float | None, max_tokens: int | None, scope: str
+) -> MoAConfig:
+    update: dict[str, Any] = {}
+    if temperature is not None:
+        update["temperature"] = temperature
+    if max_tokens is not None:
+        update["max_tokens"] = max_tokens
+    if not update:
+        return config
+    aggregators = {
+        "aggregator": config.aggregator.model_copy(update=update),
+        "aggregator_fallbacks": [a.model_copy(update=update) for a in config.aggregator_fallbacks],
+    }
+    if scope == "aggregator":
+        return config.model_copy(update=aggregators)
+    layers = [[agent.model_copy(update=update) for agent in layer] for layer in config.layers]
+    return config.model_copy(update={"layers": layers, **aggregators})
+
+
+@dataclass
+class _ServedModel:
+    """A served config and its compiled graphs, the default one built at start."""
+
+    name: str
+    config: MoAConfig
+    checkpointer: BaseCheckpointSaver[Any] | None
+    created: int = field(default_factory=lambda: int(time.time()))
+    graphs: OrderedDict[tuple[Any, ...], CompiledStateGraph[Any, Any, Any, Any]] = field(
+        default_factory=OrderedDict
+    )
+
+    def __post_init__(self) -> None:
+        self.graph(None, None, "aggregator")
+
+    def graph(
+        self, temperature: float | None, max_tokens: int | None, scope: str
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """Return the compiled graph for a request's sampling, building it once."""
+        changed = temperature is not None or max_tokens is not None
+        key: tuple[Any, ...] = (temperature, max_tokens, scope if changed else "")
+        if key not in self.graphs:
+            config = _with_sampling(self.config, temperature, max_tokens, scope)
+            self.graphs[key] = create_moa(config).compile(
+                checkpointer=self.checkpointer, name=self.name
+            )
+            if len(self.graphs) > _GRAPHS_PER_MODEL:
+                # Never drop the default graph, the first one built.
+                self.graphs.pop(list(self.graphs)[1])
+        else:
+            self.graphs.move_to_end(key)
+        return self.graphs[key]
+
+
+class _Run:
+    """One request's MoA run, read event by event."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        messages: list[AnyMessage],
+        served: _ServedModel,
+        thread_id: str | None,
+    ) -> None:
+        self.served = served
+        self.thread_id = thread_id
+        config: RunnableConfig = {
+            "run_name": f"moa serve {served.name}",
+            "metadata": {"moa_served_model": served.name},
+        }
+        if thread_id is not None:
+            config["configurable"] = {"thread_id": thread_id}
+        self.events: AsyncIterator[Event] = stream_moa(graph, {"messages": messages}, config)
+        self.failed_agents: list[str] = []
+        self.aggregator: dict[str, Any] | None = None
+        self.state: dict[str, Any] = {}
+
+    async def next(self) -> Event | None:
+        """Return the next event, or None at the end.
+
+        Raises:
+            _APIError: The run failed: 400 for bad input, 502 naming the failing
+                agents when too few agents answered, 500 otherwise.
+        """
+        try:
+            event = await anext(self.events)
+        except StopAsyncIteration:
+            return None
+        except InputError as error:
+            raise _APIError(400, str(error), headers=self.headers()) from None
+        except MoAError as error:
+            # The core's messages name each failed agent and why, without secrets.
+            # Proposers' failures arrive as events; one that escapes is the aggregator's.
+            if isinstance(error, ModelCallError):
+                self.failed_agents.append(self.served.config.aggregator.name or "")
+            _log.warning("upstream failure: %s", error)
+            raise _APIError(
+                502,
+                f"upstream failure: {error}",
+                error_type="upstream_error",
+                code="agents_failed",
+                failed_agents=list(dict.fromkeys(self.failed_agents)),
+                headers=self.headers(),
+            ) from None
+        except Exception as error:
+            _log.exception("MoA run failed")
+            raise _APIError(
+                500,
+                f"the MoA run failed: {type(error).__name__}",
+                error_type="server_error",
+                headers=self.headers(),
+            ) from None
+        if isinstance(event, Progress):
+            if event.data.get("event") == "agent_failed":
+                self.failed_agents.append(str(event.data["moa_agent"]))
+            elif event.data.get("moa_role") == "aggregator" and (
+                event.data.get("event") == "agent_finished"
+            ):
+                self.aggregator = event.data
+        elif isinstance(event, Finished):
+            self.state = event.state
+        return event
+
+    async def close(self) -> None:
+        """Stop the run if it is still going (the client went away)."""
+        await self.events.aclose()  # type: ignore[attr-defined]
+
+    def headers(self) -> dict[str, str]:
+        return {THREAD_HEADER: self.thread_id} if self.thread_id else {}
+
+    @property
+    def answer(self) -> str:
+        messages = self.state.get("messages") or []
+        return str(messages[-1].text) if messages else ""
+
+    @property
+    def finish_reason(self) -> str:
+        messages = self.state.get("messages") or []
+        reason = messages[-1].response_metadata.get("finish_reason") if messages else None
+        return reason if reason in _FINISH_REASONS else "stop"
+
+    def extension(self) -> dict[str, Any]:
+        return moa_extension(self.state.get("proposals", []), self.aggregator, self.thread_id)
+
+
+class _Server:
+    """The endpoints and their shared limits."""
+
+    def __init__(
+        self,
+        models: Mapping[str, _ServedModel],
+        *,
+        api_key: str | None,
+        max_concurrent: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.models = dict(models)
+        self._api_key = api_key
+        self.max_concurrent = max_concurrent
+        self.max_body_bytes = max_body_bytes
+        self.running = 0
+
+    def authorize(self, request: Request) -> None:
+        if self._api_key is None:
+            return
+        header = request.headers.get("authorization")
+        if not header:
+            raise _APIError(
+                401,
+                "missing API key: send the header 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self._api_key.encode()
+        ):
+            raise _APIError(401, "incorrect API key", code="invalid_api_key")
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def list_models(self, request: Request) -> Response:
+        self.authorize(request)
+        models = [_model_json(model) for model in self.models.values()]
+        return JSONResponse({"object": "list", "data": models})
+
+    async def get_model(self, request: Request) -> Response:
+        self.authorize(request)
+        return JSONResponse(_model_json(self.model(request.path_params["model"])))
+
+    def model(self, name: str) -> _ServedModel:
+        if name not in self.models:
+            served = ", ".join(self.models)
+            raise _APIError(
+                404,
+                f"the model '{name}' does not exist; this server has: {served}",
+                code="model_not_found",
+                param="model",
+            )
+        return self.models[name]
+
+    async def read_request(self, request: Request) -> ChatCompletionRequest:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            raise self.too_large()
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > self.max_body_bytes:
+                raise self.too_large()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _APIError(400, "the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _APIError(400, "the request body must be a JSON object")
+        try:
+            return ChatCompletionRequest.model_validate(data)
+        except ValidationError as error:
+            location = error.errors()[0]["loc"]
+            param = str(location[0]) if location else None
+            raise _APIError(400, describe_validation_error(error), param=param) from None
+
+    def too_large(self) -> _APIError:
+        return _APIError(
+            413,
+            f"the request body is over {self.max_body_bytes} bytes",
+            code="request_too_large",
+        )
+
+    async def chat_completions(self, request: Request) -> Response:
+        self.authorize(request)
+        body = await self.read_request(request)
+        served = self.model(body.model)
+        try:
+            messages = body.conversation()
+            check_conversation(messages)
+        except InputError as error:
+            raise _APIError(400, str(error), param="messages") from None
+        if self.running >= self.max_concurrent:
+            raise _APIError(
+                429,
+                f"the server is already running its limit of {self.max_concurrent} "
+                "MoA runs; retry later",
+                error_type="rate_limit_error",
+                code="too_many_concurrent_runs",
+                headers={"Retry-After": "1"},
+            )
+        graph = served.graph(body.temperature, body.completion_budget, body.moa.sampling)
+        thread_id = str(uuid.uuid4()) if served.checkpointer is not None else None
+        self.running += 1
+        run = _Run(graph, messages, served, thread_id)
+        handed_over = False
+        try:
+            if body.stream:
+                first = await self._first_token(run)
+                handed_over = True
+                return StreamingResponse(
+                    self._stream(run, body, first),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache", **run.headers()},
+                )
+            while await run.next() is not None:
+                pass
+            answer = completion_json(
+                completion_id=_completion_id(),
+                created=int(time.time()),
+                model=served.name,
+                text=run.answer,
+                finish_reason=run.finish_reason,
+            )
+            answer["usage"] = usage_json(run.state.get("usage") or {})
+            if body.moa.include_proposals:
+                answer["moa"] = run.extension()
+            return JSONResponse(answer, headers=run.headers())
+        finally:
+            if not handed_over:
+                await run.close()
+                self.running -= 1
+
+    async def _first_token(self, run: _Run) -> Event | None:
+        """Run until the answer starts, so a failure before it is a plain HTTP error."""
+        while True:
+            event = await run.next()
+            if event is None or isinstance(event, Token | Finished):
+                return event
+
+    async def _stream(
+        self, run: _Run, body: ChatCompletionRequest, first: Event | None
+    ) -> AsyncIterator[str]:
+        chunks = ChunkMaker(_completion_id(), int(time.time()), body.model, body.include_usage)
+        streamed = False
+        try:
+            yield _sse(chunks.chunk({"role": "assistant", "content": ""}))
+            event = first
+            while event is not None:
+                if isinstance(event, Token):
+                    streamed = True
+                    yield _sse(chunks.chunk({"content": event.text}))
+                event = await run.next()
+            if not streamed and run.answer:
+                # A model that does not stream gives its whole answer at the end.
+                yield _sse(chunks.chunk({"content": run.answer}))
+            yield _sse(chunks.chunk({}, run.finish_reason))
+            if body.include_usage or body.moa.include_proposals:
+                last = chunks.chunk(None)
+                if body.include_usage:
+                    last["usage"] = usage_json(run.state.get("usage") or {})
+                if body.moa.include_proposals:
+                    last["moa"] = run.extension()
+                yield _sse(last)
+            yield "data: [DONE]\n\n"
+        except _APIError as error:
+            # The status line is gone; OpenAI clients raise on an error event.
+            yield _sse(error.body)
+        finally:
+            await run.close()
+            self.running -= 1
+
+
+def _sse(data: Mapping[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _model_json(model: _ServedModel) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": model.created, "owned_by": "moa-graph"}
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, _APIError)
+    return error.response()
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = "not_found" if error.status_code == 404 else None
+    return JSONResponse(error_json(str(error.detail), code=code), error.status_code)
+
+
+def create_app(
+    configs: Mapping[str, MoAConfig],
+    *,
+    api_key: str | None = None,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> Starlette:
+    """Build the ASGI app serving ``configs`` under their names.
+
+    Every config's graph is built and compiled here, so a missing API key or an
+    invalid config fails before the server listens.
+
+    Args:
+        configs: Served model name to config.
+        api_key: The key clients must send as ``Authorization: Bearer``; None
+            lets every client in.
+        max_concurrent: MoA runs at once; one more is answered 429.
+        max_body_bytes: Largest request body; a larger one is answered 413.
+        checkpointer: When set, each request runs on a fresh thread id, returned
+            in the ``X-MoA-Thread-Id`` header.
+
+    Returns:
+        A Starlette app; run it with any ASGI server.
+
+    Raises:
+        ConfigError: A config is invalid or one of its models cannot be resolved.
+    """
+    if max_concurrent < 1 or max_body_bytes < 1:
+        raise ConfigError("max_concurrent and max_body_bytes must be at least 1")
+    models = {name: _ServedModel(name, config, checkpointer) for name, config in configs.items()}
+    server = _Server(
+        models, api_key=api_key, max_concurrent=max_concurrent, max_body_bytes=max_body_bytes
+    )
+    routes = [
+        Route("/health", server.health, methods=["GET"]),
+        Route("/v1/models", server.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", server.get_model, methods=["GET"]),
+        Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes, exception_handlers={_APIError: _api_error, HTTPException: _http_error}
+    )
+
+
+async def serve(
+    configs: Mapping[str, MoAConfig],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    api_key: str | None = None,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    checkpoint: str | None = None,
+) -> None:
+    """Serve ``configs`` over HTTP until interrupted.
+
+    Args:
+        configs: Served model name to config (see :func:`served_configs`).
+        host: Address to bind; anything but loopback needs ``api_key``.
+        port: TCP port.
+        api_key: The key clients must send.
+        max_concurrent: MoA runs at once.
+        max_body_bytes: Largest request body.
+        checkpoint: ``sqlite:PATH``, a PostgreSQL URL or ``memory``: run each
+            request on its own thread id in that checkpointer.
+
+    Raises:
+        ConfigError: The bind is refused, the checkpointer URL is malformed, or a
+            config cannot be built.
+    """
+    import uvicorn
+
+    check_bind(host, api_key)
+    if checkpoint is not None:
+        check_checkpoint_url(checkpoint)
+    opened: AbstractAsyncContextManager[BaseCheckpointSaver[Any] | None] = (
+        open_checkpointer(checkpoint) if checkpoint is not None else nullcontext(None)
+    )
+    async with opened as checkpointer:
+        app = create_app(
+            configs,
+            api_key=api_key,
+            max_concurrent=max_concurrent,
+            max_body_bytes=max_body_bytes,
+            checkpointer=checkpointer,
+        )
+        _log.info("serving %s on %s:%s", ", ".join(configs), host, port)
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", server_header=False)
+        await uvicorn.Server(config).serve()
