@@ -32,7 +32,8 @@ class FakeChatModel(BaseChatModel):
     """
 
     model_name: str = "fake"
-    reply: Callable[[FakeChatModel, list[BaseMessage]], str] = _default_reply
+    # A reply may also be an AIMessage, e.g. one with tool calls.
+    reply: Callable[[FakeChatModel, list[BaseMessage]], str | AIMessage] = _default_reply
     delay: float | list[float] = 0.0
     input_tokens: int = 10
     output_tokens: int = 5
@@ -47,14 +48,24 @@ class FakeChatModel(BaseChatModel):
             return self.delay[(len(self.calls) - 1) % len(self.delay)]
         return self.delay
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> FakeChatModel:
+        """Accept tools; which ones are called is up to ``reply``."""
+        return self
+
     def _answer(self, messages: list[BaseMessage]) -> tuple[str, UsageMetadata, float]:
+        message, usage, delay = self._message(messages)
+        return message.text, usage, delay
+
+    def _message(self, messages: list[BaseMessage]) -> tuple[AIMessage, UsageMetadata, float]:
         self.calls.append(list(messages))
         usage = UsageMetadata(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             total_tokens=self.input_tokens + self.output_tokens,
         )
-        return self.reply(self, messages), usage, self._next_delay()
+        reply = self.reply(self, messages)
+        message = reply if isinstance(reply, AIMessage) else AIMessage(reply)
+        return message.model_copy(update={"usage_metadata": usage}), usage, self._next_delay()
 
     def _generate(
         self,
@@ -63,9 +74,8 @@ class FakeChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text, usage, delay = self._answer(messages)
+        message, _, delay = self._message(messages)
         time.sleep(delay)
-        message = AIMessage(text, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -75,9 +85,8 @@ class FakeChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text, usage, delay = self._answer(messages)
+        message, _, delay = self._message(messages)
         await asyncio.sleep(delay)
-        message = AIMessage(text, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _chunks(self, text: str, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:

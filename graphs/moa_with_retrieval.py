@@ -1,0 +1,57 @@
+"""MoA grounded in local documents: a BM25 retrieval node runs before the proposers.
+
+The passages go into the conversation as a system message just before the user's
+question, so every proposer and the aggregator read them, and they stay in the thread
+for later turns.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage, RemoveMessage, SystemMessage
+from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graphs.documents import search
+from graphs.served import served_moa
+from moa_graph import MoAConfig
+from moa_graph.context import MoAContext
+from moa_graph.graph import check_conversation
+from moa_graph.state import MoAInput, MoAOutput, MoAState
+
+PASSAGES = 2
+"""How many passages go in front of the question."""
+
+
+def retrieve(state: MoAState) -> dict[str, list[AnyMessage]]:
+    """Put the passages that match the latest question in front of it."""
+    check_conversation(state["messages"])
+    question = state["messages"][-1]
+    assert isinstance(question, HumanMessage) and question.id is not None
+    passages = search(question.text, k=PASSAGES)
+    if not passages:
+        return {"messages": []}
+    found = "\n\n".join(f"[{p.source}] {p.text}" for p in passages)
+    context = SystemMessage(f"Passages from the local documents:\n\n{found}", name="retriever")
+    # Move the question behind the passages (under a new id, or add_messages would
+    # put it back in its old place) so that it stays the conversation's last message.
+    moved = question.model_copy(update={"id": None})
+    return {"messages": [RemoveMessage(question.id), context, moved]}
+
+
+def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
+    """Build the graph; ``config`` replaces the served preset (tests pass fakes)."""
+    builder = StateGraph(MoAState, MoAContext, input_schema=MoAInput, output_schema=MoAOutput)
+    builder.add_node("retrieve", retrieve, metadata={"role": "retriever"})
+    builder.add_node("moa", served_moa(config).compile(), metadata={"role": "moa"})
+    builder.add_edge(START, "retrieve")
+    builder.add_edge("retrieve", "moa")
+    return builder
+
+
+@cache
+def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
+    return build().compile(name="moa_with_retrieval")
