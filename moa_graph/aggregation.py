@@ -1,0 +1,127 @@
+"""Aggregation strategies: how the aggregator turns the last layer's proposals into one answer.
+
+- ``synthesize``: the paper's aggregate-and-synthesize (the aggregator writes a new answer).
+- ``rank``: the aggregator is an LLM ranker: it names the best proposal, which is returned
+  verbatim (the paper's "LLM ranker" baseline).
+- ``vote``: no model call; the answer most proposals reached (their last number, else their
+  normalized text) wins, and the first proposal with it is returned.
+- ``vote-hint``: synthesize, but first tell the aggregator which answer most proposals reached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+
+Aggregation = Literal["synthesize", "rank", "vote", "vote-hint"]
+"""The name of an aggregation strategy."""
+
+RANK_PROMPT = (
+    "Below are {n} candidate responses to the user's last message. Judge which one is the "
+    "most accurate and helpful. Reply with the number of the best response only, e.g. "
+    "'Best: 2'.\n\n{candidates}"
+)
+"""The LLM ranker's instruction; ``{n}`` and ``{candidates}`` are filled in."""
+
+VOTE_HINT = (
+    "\n\nNote: {count} of the {n} responses reached the final answer {answer}. A majority is "
+    "often, but not always, right; check it before you answer."
+)
+"""Appended to the aggregate prompt by ``vote-hint`` when proposals agree on an answer."""
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_SPACES = re.compile(r"\s+")
+
+
+def final_answer(text: str) -> str:
+    """Return what a response answers, for voting: its last number, else its normalized text.
+
+    Args:
+        text: A proposal.
+
+    Returns:
+        The last number with thousands separators and trailing zeros removed
+        (``"1,000.50"`` -> ``"1000.5"``), or the lowercased text with runs of spaces
+        collapsed when it holds no number.
+    """
+    numbers = _NUMBER.findall(text)
+    if not numbers:
+        return _SPACES.sub(" ", text).strip().lower()
+    number = numbers[-1].replace(",", "")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return "0" if number in ("-0", "") else number
+
+
+def majority(texts: Sequence[str]) -> tuple[str, int, int]:
+    """Return the most common final answer, how many reached it, and the first one's index.
+
+    Ties go to the answer reached first, so the result does not depend on hashing.
+
+    Raises:
+        ValueError: ``texts`` is empty.
+    """
+    if not texts:
+        raise ValueError("there are no proposals to vote on")
+    answers = [final_answer(t) for t in texts]
+    counts = Counter(answers)
+    best = max(answers, key=lambda a: (counts[a], -answers.index(a)))
+    return best, counts[best], answers.index(best)
+
+
+def vote_hint(references: Sequence[str]) -> str:
+    """Return the note ``vote-hint`` adds to the aggregate prompt, or ``""`` without a majority."""
+    if len(references) < 2:
+        return ""
+    answer, count, _ = majority(references)
+    if count < 2:
+        return ""
+    return VOTE_HINT.format(count=count, n=len(references), answer=answer)
+
+
+def rank_messages(
+    conversation: Sequence[BaseMessage], references: Sequence[str]
+) -> list[BaseMessage]:
+    """Return the messages the LLM ranker receives: the conversation and the candidates."""
+    candidates = "\n\n".join(f"[Response {i}]\n{text}" for i, text in enumerate(references, 1))
+    instruction = RANK_PROMPT.format(n=len(references), candidates=candidates)
+    return [*conversation, HumanMessage(instruction)]
+
+
+def parse_rank(reply: str, count: int) -> int:
+    """Return the 0-based index of the proposal the ranker named; the first when unclear.
+
+    Args:
+        reply: The ranker's reply, e.g. ``"Best: 2"``.
+        count: How many candidates there were.
+    """
+    for number in re.findall(r"\d+", reply):
+        if 1 <= int(number) <= count:
+            return int(number) - 1
+    return 0
+
+
+def chosen(reply: AIMessage, references: Sequence[str]) -> AIMessage:
+    """Return the proposal the ranker's ``reply`` picks, keeping the ranker's usage."""
+    index = parse_rank(reply.text, len(references))
+    return AIMessage(
+        references[index],
+        usage_metadata=reply.usage_metadata,
+        response_metadata={"moa_chosen": index},
+    )
+
+
+def voted(references: Sequence[str]) -> AIMessage:
+    """Return the first proposal with the majority answer; no model is called."""
+    _, count, index = majority(references)
+    usage = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+    return AIMessage(
+        references[index],
+        usage_metadata=usage,
+        response_metadata={"moa_chosen": index, "moa_votes": count},
+    )
