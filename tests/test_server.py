@@ -411,3 +411,25 @@ def test_non_loopback_bind_without_key_is_refused(setup: Setup) -> None:
     )
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
+
+
+def test_postgres_checkpoint_keeps_each_run(setup: Setup, tmp_path: Path) -> None:
+    url = os.environ.get("MOA_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set MOA_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    config = setup.configs["fake-moa"]
+    args = ["--config", str(config), "--checkpoint", url]
+    with moa_serve(args, log=tmp_path / "serve.log") as moa:
+        client = openai.OpenAI(base_url=moa.url, api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="fake-moa", messages=_user("Kept in PostgreSQL?")
+        )
+        thread_id = raw.headers["x-moa-thread-id"]
+    assert url not in moa.log_text()
+    with PostgresSaver.from_conn_string(url) as saver:
+        graph = create_moa(config).compile(checkpointer=saver)
+        state = graph.get_state({"configurable": {"thread_id": thread_id}})
+    assert state.values["messages"][-1].text == "gamma says: Kept in PostgreSQL?"
+    assert [p.agent for p in state.values["proposals"]] == ["alpha", "beta"]
