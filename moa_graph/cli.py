@@ -84,14 +84,29 @@ def _config(preset: str | None, config_file: Path | None) -> MoAConfig:
     return resolve_config(config_file if config_file else (preset or DEFAULT_PRESET))
 
 
-async def _answer(config: MoAConfig, messages: list[AnyMessage], *, live: bool) -> dict[str, Any]:
+async def _answer(
+    config: MoAConfig,
+    messages: list[AnyMessage],
+    *,
+    live: bool,
+    thread: str | None = None,
+    checkpoints: str | None = None,
+) -> dict[str, Any]:
     from moa_graph.display import render_run
     from moa_graph.graph import create_moa
     from moa_graph.streaming import stream_moa
 
-    graph = create_moa(config).compile()
-    events = stream_moa(graph, {"messages": messages})
-    return await render_run(events, config, out=_out, err=_err, live=live)
+    if thread is None:
+        graph = create_moa(config).compile()
+        events = stream_moa(graph, {"messages": messages})
+        return await render_run(events, config, out=_out, err=_err, live=live)
+    from moa_graph.durable import default_checkpoints, open_checkpointer, resume_input
+
+    async with open_checkpointer(checkpoints or default_checkpoints()) as saver:
+        graph = create_moa(config).compile(checkpointer=saver)
+        run_input, run_config = await resume_input(graph, thread, messages)
+        events = stream_moa(graph, run_input, run_config, durability="sync")
+        return await render_run(events, config, out=_out, err=_err, live=live)
 
 
 def _as_json(config: MoAConfig, state: dict[str, Any]) -> str:
@@ -109,25 +124,51 @@ def _as_json(config: MoAConfig, state: dict[str, Any]) -> str:
 
 @app.command()
 def ask(
-    prompt: Annotated[str, typer.Argument(help="The question; '-' reads it from stdin.")],
+    prompt: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="The question; '-' reads it from stdin.", show_default=False),
+    ] = None,
     preset: PresetOption = None,
     config_file: ConfigOption = None,
     show_proposals: ShowProposalsOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print answer, proposals and usage as JSON.")
     ] = False,
+    thread: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--thread", help="Save the run under this thread id, to resume it."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish the interrupted run of --thread.")
+    ] = False,
+    checkpoints: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--checkpoints",
+            help="SQLite file or postgresql:// DSN for --thread "
+            "(default: $MOA_CHECKPOINTS or ~/.local/state/moa-graph/checkpoints.sqlite).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Answer one prompt with a Mixture-of-Agents."""
     from langchain_core.messages import HumanMessage
 
     from moa_graph.display import render_proposals
+    from moa_graph.graph import check_input
 
+    if resume and (thread is None or prompt is not None):
+        _fail("--resume needs --thread and no prompt")
     if prompt == "-":
         prompt = sys.stdin.read()
-    if not prompt.strip():
+    if not resume and not (prompt or "").strip():
         _fail("the prompt is empty")
     config = _config(preset, config_file)
-    state = asyncio.run(_answer(config, [HumanMessage(prompt)], live=not as_json))
+    messages: list[AnyMessage] = [] if resume else [HumanMessage(prompt)]
+    if messages:
+        check_input(config, messages)  # before anything is written to a checkpoint
+    run = _answer(config, messages, live=not as_json, thread=thread, checkpoints=checkpoints)
+    state = asyncio.run(run)
     if as_json:
         _out.print_json(_as_json(config, state)) if _out.is_terminal else print(
             _as_json(config, state)

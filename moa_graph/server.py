@@ -10,6 +10,7 @@ without an API key, limits body size and concurrent runs, and never repeats a ke
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -17,11 +18,11 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
@@ -62,6 +63,7 @@ _GRAPHS_PER_MODEL = 16
 _FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class _APIError(Exception):
@@ -387,15 +389,14 @@ class _Server:
         handed_over = False
         try:
             if body.stream:
-                first = await self._first_token(run)
+                first = await _unless_disconnected(request, self._first_token(run))
                 handed_over = True
                 return StreamingResponse(
                     self._stream(run, body, first),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", **run.headers()},
                 )
-            while await run.next() is not None:
-                pass
+            await _unless_disconnected(request, self._finish(run))
             answer = completion_json(
                 completion_id=_completion_id(),
                 created=int(time.time()),
@@ -411,6 +412,10 @@ class _Server:
             if not handed_over:
                 await run.close()
                 self.running -= 1
+
+    async def _finish(self, run: _Run) -> None:
+        while await run.next() is not None:
+            pass
 
     async def _first_token(self, run: _Run) -> Event | None:
         """Run until the answer starts, so a failure before it is a plain HTTP error."""
@@ -452,6 +457,40 @@ class _Server:
             self.running -= 1
 
 
+class _ClientGone(Exception):
+    """The client closed the connection before the answer."""
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``work``, cancelling it if the client goes away first.
+
+    A MoA run can take minutes; one nobody waits for should not hold a slot.
+
+    Raises:
+        _ClientGone: The client disconnected; ``work`` was cancelled.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        _log.info("client went away; run cancelled")
+        raise _ClientGone
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _sse(data: Mapping[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -462,6 +501,10 @@ def _completion_id() -> str:
 
 def _model_json(model: _ServedModel) -> dict[str, Any]:
     return {"id": model.name, "object": "model", "created": model.created, "owned_by": "moa-graph"}
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
 
 async def _api_error(request: Request, error: Exception) -> Response:
@@ -516,7 +559,12 @@ def create_app(
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
     ]
     return Starlette(
-        routes=routes, exception_handlers={_APIError: _api_error, HTTPException: _http_error}
+        routes=routes,
+        exception_handlers={
+            _APIError: _api_error,
+            HTTPException: _http_error,
+            _ClientGone: _client_gone,
+        },
     )
 
 

@@ -346,6 +346,29 @@ def test_concurrency_limit_answers_429(setup: Setup, client: openai.OpenAI) -> N
     assert client.chat.completions.create(model="fake-moa", messages=_user("Hi")).choices
 
 
+def test_a_client_that_goes_away_cancels_its_run(setup: Setup, client: openai.OpenAI) -> None:
+    questions = {False: "Abandoned plain?", True: "Abandoned stream?"}
+    for stream, question in questions.items():
+        body = {"model": "slow-moa", "messages": _user(question), "stream": stream}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{setup.moa.url}/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=0.5,
+            )
+    time.sleep(SLOW_S + 1)
+    # The slow proposers were called, but no run went on to its aggregator.
+    asked = {r["model"]: [] for r in setup.upstream.requests}
+    for request in setup.upstream.requests:
+        asked[request["model"]].append(request["messages"][-1]["content"])
+    assert set(questions.values()) <= set(asked["slow-a"])
+    assert not set(questions.values()) & set(asked["gamma"])
+    # Their slots are free again.
+    for _ in range(2):
+        assert client.chat.completions.create(model="fake-moa", messages=_user("Hi")).choices
+
+
 @pytest.mark.parametrize(
     ("model", "says"),
     [
