@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from moa_graph.aggregation import Aggregation
 from moa_graph.errors import ConfigError
 from moa_graph.prompts import AGGREGATE_PROMPT
 
@@ -69,6 +70,10 @@ class AgentSpec(BaseModel):
             itself never appears in a config.
         seed: Sampling seed, for providers that accept one.
         params: Further keyword arguments for the chat model's constructor.
+        timeout_s: Seconds one attempt of a call may take; overrides the config's.
+        max_retries: Retries of a transient failure; overrides the config's.
+        context_window: Tokens the model takes, prompt and completion together;
+            references are cut to fit it. Defaults to the model's own profile.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
@@ -82,6 +87,9 @@ class AgentSpec(BaseModel):
     api_key_env: str | None = None
     seed: int | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -164,8 +172,23 @@ class MoAConfig(BaseModel):
         seed: Base sampling seed; agent ``i`` of a layer gets ``seed + i`` so that
             repeated samples of one model still differ.
         aggregate_prompt: The text put before the references.
+        aggregation: How the aggregator combines the proposals: ``synthesize`` (the
+            paper's), ``rank``, ``vote`` or ``vote-hint``; see :mod:`moa_graph.aggregation`.
         name: The preset's name, if the config came from one (shown in traces).
         description: One line describing the config.
+        timeout_s: Seconds one attempt of a model call may take.
+        max_retries: Retries of a transient failure (429, 5xx, timeout, dropped
+            connection, garbled or empty reply), with exponential backoff and jitter.
+        backoff_s: First backoff; it doubles per retry, up to ``max_backoff_s``.
+        max_backoff_s: Longest backoff between two attempts.
+        max_retry_after_s: Longest ``Retry-After`` honoured; a longer one fails the
+            call at once.
+        min_proposals: Agents of a layer that must answer for the run to go on.
+        layer_deadline_s: When set, a layer goes on after this many seconds with
+            the responses it has (still subject to ``min_proposals``).
+        aggregator_fallbacks: Agents tried in order when the aggregator fails.
+        rate_limits: Requests per second per provider (e.g. ``{"together": 5}``),
+            shared by every agent of that provider in the process.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
@@ -176,8 +199,18 @@ class MoAConfig(BaseModel):
     max_tokens: int = Field(default=512, ge=1)
     seed: int | None = None
     aggregate_prompt: str = AGGREGATE_PROMPT
+    aggregation: Aggregation = "synthesize"
     name: str | None = None
     description: str = ""
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=30.0, ge=0)
+    max_retry_after_s: float = Field(default=60.0, ge=0)
+    min_proposals: int = Field(default=1, ge=1)
+    layer_deadline_s: float | None = Field(default=None, gt=0)
+    aggregator_fallbacks: list[AgentSpec] = Field(default_factory=list)
+    rate_limits: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("layers")
     @classmethod
@@ -186,6 +219,31 @@ class MoAConfig(BaseModel):
             if not layer:
                 raise ValueError(f"layer {number} has no agents")
         return [_named(layer, f"layer {n}") for n, layer in enumerate(layers, 1)]
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, rate_limits: dict[str, float]) -> dict[str, float]:
+        for provider, rate in rate_limits.items():
+            if provider not in KNOWN_PROVIDERS:
+                raise ValueError(f"unknown provider '{provider}' in rate_limits")
+            if rate <= 0:
+                raise ValueError(f"rate limit of '{provider}' must be above 0, not {rate}")
+        return rate_limits
+
+    @model_validator(mode="after")
+    def _check_min_proposals(self) -> MoAConfig:
+        for number, layer in enumerate(self.layers, 1):
+            if len(layer) < self.min_proposals:
+                raise ValueError(
+                    f"min_proposals is {self.min_proposals} but layer {number} "
+                    f"has only {len(layer)} agents"
+                )
+        return self
+
+    @field_validator("aggregator_fallbacks")
+    @classmethod
+    def _name_fallbacks(cls, fallbacks: list[AgentSpec]) -> list[AgentSpec]:
+        return _named(fallbacks, "aggregator_fallbacks")
 
     @field_validator("aggregator")
     @classmethod

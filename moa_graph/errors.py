@@ -22,3 +22,15 @@ class InputError(MoAError, ValueError):
 
 class MissingAPIKeyError(ConfigError):
     """A model's provider needs an API key that is not set in the environment."""
+
+
+class ModelCallError(MoAError):
+    """A model call failed for good: a permanent error, or transient ones past retries."""
+
+
+class LayerError(MoAError):
+    """Too few agents of a layer answered; the message names every failed agent."""
+
+
+class ContextOverflowError(InputError):
+    """A prompt does not fit an agent's context window even without references."""

@@ -6,6 +6,7 @@ cache, and can embed it in a larger application.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from moa_graph import aggregation
 from moa_graph.config import AgentSpec, MoAConfig, config_from_data, load_config
-from moa_graph.errors import InputError
+from moa_graph.errors import InputError, LayerError, ModelCallError
 from moa_graph.models import resolve_model
 from moa_graph.presets import load_preset
 from moa_graph.prompts import build_messages
+from moa_graph.reliability import CallPolicy, acall, call, call_policy, fit_references, input_budget
 from moa_graph.state import MoAInput, MoAOutput, MoAState, Proposal, user_turn
 
 AGGREGATOR_NODE = "aggregator"
@@ -66,6 +69,8 @@ class _Agent:
     layer: int  # 1-based for proposers; len(layers) + 1 for the aggregator
     index: int
     config: MoAConfig
+    policy: CallPolicy
+    fallbacks: tuple[tuple[AgentSpec, BaseChatModel, CallPolicy], ...] = ()
 
     @property
     def role(self) -> str:
@@ -92,20 +97,37 @@ class _Agent:
             "metadata": self.metadata(),
         }
 
-    def prompt(self, state: MoAState) -> list[AnyMessage]:
-        """Return the messages this agent receives: the conversation and references."""
+    def references(self, state: MoAState) -> list[str]:
+        """Return the previous layer's responses to the latest turn."""
         turn = user_turn(state["messages"])
-        references = [
+        return [
             p.content
             for p in state.get("proposals", [])
-            if p.turn == turn and p.layer == self.layer - 1
+            if p.turn == turn and p.layer == self.layer - 1 and p.ok
         ]
+
+    def prompt(self, state: MoAState, references: list[str] | None = None) -> list[AnyMessage]:
+        """Return the messages this agent receives: the conversation and references."""
+        if references is None:
+            references = self.references(state)
+        strategy = self.config.aggregation if self.role == "aggregator" else "synthesize"
+        if strategy == "rank":
+            return aggregation.rank_messages(state["messages"], references)  # type: ignore[return-value]
+        hint = aggregation.vote_hint(references) if strategy == "vote-hint" else ""
         return build_messages(  # type: ignore[return-value]
             state["messages"],
             system_prompt=self.spec.system_prompt,
             references=references,
-            aggregate_prompt=self.config.aggregate_prompt,
+            aggregate_prompt=self.config.aggregate_prompt + hint,
         )
+
+    def strategy_reply(self, state: MoAState, reply: AIMessage | None) -> AIMessage | None:
+        """Apply a ``rank`` or ``vote`` aggregation; ``None`` asks for a model call."""
+        if self.role != "aggregator" or self.config.aggregation not in ("rank", "vote"):
+            return reply
+        if self.config.aggregation == "vote":
+            return aggregation.voted(self.references(state))
+        return None if reply is None else aggregation.chosen(reply, self.references(state))
 
     def started(self, state: MoAState) -> float:
         writer = get_stream_writer()
@@ -118,7 +140,9 @@ class _Agent:
             writer({"event": "agent_started", **self.metadata()})
         return time.perf_counter()
 
-    def finished(self, state: MoAState, reply: AIMessage, started: float) -> dict[str, Any]:
+    def finished(
+        self, state: MoAState, reply: AIMessage, started: float, cut: int = 0
+    ) -> dict[str, Any]:
         usage = reply.usage_metadata or UsageMetadata(
             input_tokens=0, output_tokens=0, total_tokens=0
         )
@@ -130,6 +154,7 @@ class _Agent:
                 "latency_s": latency,
                 "input_tokens": usage["input_tokens"],
                 "output_tokens": usage["output_tokens"],
+                "references_cut_tokens": cut,
             }
         )
         if self.role == "aggregator":
@@ -149,18 +174,113 @@ class _Agent:
             input_tokens=usage["input_tokens"],
             output_tokens=usage["output_tokens"],
             latency_s=latency,
+            references_cut_tokens=cut,
+        )
+        return {"proposals": [proposal]}
+
+    def candidates(self) -> list[tuple[AgentSpec, BaseChatModel, CallPolicy]]:
+        """Return the agent's model, then its fallbacks, in the order they are tried."""
+        return [(self.spec, self.model, self.policy), *self.fallbacks]
+
+    def fitted_prompt(
+        self, state: MoAState, spec: AgentSpec, model: BaseChatModel
+    ) -> tuple[list[AnyMessage], int]:
+        """Return the prompt, references cut to the model's window, and the cut."""
+        budget = input_budget(spec, model, self.config.sampling(spec, self.index)["max_tokens"])
+        return fit_references(  # type: ignore[return-value]
+            lambda refs: self.prompt(state, refs),  # type: ignore[arg-type,return-value]
+            self.references(state),
+            budget,
+            agent=spec.name or "",
+        )
+
+    def check_layer(self, state: MoAState) -> None:
+        """Stop the run when too few agents of the previous layer answered."""
+        if self.layer == 1:
+            return
+        turn = user_turn(state["messages"])
+        previous = [
+            p for p in state.get("proposals", []) if p.turn == turn and p.layer == self.layer - 1
+        ]
+        answered = sum(p.ok for p in previous)
+        if answered < self.config.min_proposals:
+            failures = "; ".join(f"{p.agent}: {p.error}" for p in previous if not p.ok)
+            raise LayerError(
+                f"layer {self.layer - 1}: {answered} of {len(previous)} agents answered, "
+                f"{self.config.min_proposals} needed; failed: {failures}"
+            )
+
+    def call(self, state: MoAState) -> tuple[AIMessage, int]:
+        """Call the model (then each fallback) with retries; return reply and cut."""
+        errors = []
+        for spec, model, policy in self.candidates():
+            messages, cut = self.fitted_prompt(state, spec, model)
+            try:
+                return call(model, messages, self.call_config(), policy), cut
+            except ModelCallError as error:
+                errors.append(f"{spec.model_id}: {error}")
+        raise ModelCallError("; ".join(errors))
+
+    async def acall(self, state: MoAState) -> tuple[AIMessage, int]:
+        """Async :meth:`call`."""
+        errors = []
+        for spec, model, policy in self.candidates():
+            messages, cut = self.fitted_prompt(state, spec, model)
+            try:
+                return await acall(model, messages, self.call_config(), policy), cut
+            except ModelCallError as error:
+                errors.append(f"{spec.model_id}: {error}")
+        raise ModelCallError("; ".join(errors))
+
+    def failed(self, state: MoAState, error: Exception, started: float) -> dict[str, Any]:
+        """Record a proposer's failure as a proposal; an aggregator's ends the run."""
+        if self.role == "aggregator":
+            raise ModelCallError(f"aggregator '{self.name}' failed: {error}") from error
+        get_stream_writer()({"event": "agent_failed", **self.metadata(), "error": str(error)})
+        proposal = Proposal(
+            turn=user_turn(state["messages"]),
+            layer=self.layer,
+            index=self.index,
+            agent=self.name,
+            model=self.spec.model_id,
+            content="",
+            latency_s=time.perf_counter() - started,
+            error=str(error),
         )
         return {"proposals": [proposal]}
 
     def invoke(self, state: MoAState) -> dict[str, Any]:
+        self.check_layer(state)
         started = self.started(state)
-        reply = self.model.invoke(self.prompt(state), self.call_config())
-        return self.finished(state, _as_ai_message(reply), started)
+        cut = 0
+        try:
+            reply = self.strategy_reply(state, None)
+            if reply is None:
+                answer, cut = self.call(state)
+                reply = self.strategy_reply(state, answer)
+        except ModelCallError as error:
+            return self.failed(state, error, started)
+        assert reply is not None
+        return self.finished(state, reply, started, cut)
 
     async def ainvoke(self, state: MoAState) -> dict[str, Any]:
+        self.check_layer(state)
         started = self.started(state)
-        reply = await self.model.ainvoke(self.prompt(state), self.call_config())
-        return self.finished(state, _as_ai_message(reply), started)
+        cut = 0
+        deadline = self.config.layer_deadline_s if self.role == "proposer" else None
+        try:
+            async with asyncio.timeout(deadline):
+                reply = self.strategy_reply(state, None)
+                if reply is None:
+                    answer, cut = await self.acall(state)
+                    reply = self.strategy_reply(state, answer)
+        except TimeoutError:
+            error = ModelCallError(f"layer deadline of {deadline:g}s passed")
+            return self.failed(state, error, started)
+        except ModelCallError as error:
+            return self.failed(state, error, started)
+        assert reply is not None
+        return self.finished(state, reply, started, cut)
 
 
 def _as_ai_message(reply: Any) -> AIMessage:
@@ -214,9 +334,10 @@ def create_moa(
         >>> graph.invoke({"messages": [("user", "Why is the sky blue?")]})  # doctest: +SKIP
     """
     config = resolve_config(config)
-    builder: StateGraph[MoAState, Any, MoAInput, MoAOutput] = StateGraph(
+    builder: StateGraph[MoAState, Any, MoAInput, MoAOutput] = _MoAGraph(
         MoAState, context_schema, input_schema=MoAInput, output_schema=MoAOutput
     )
+    builder.graph_name = f"MoA {config.name}" if config.name else "MoA"  # type: ignore[attr-defined]
     previous: list[str] = []
     for layer_number, layer in enumerate(config.layers, 1):
         names = [proposer_node(layer_number, spec.name or "") for spec in layer]
@@ -224,28 +345,102 @@ def create_moa(
             _add_agent(
                 builder,
                 name,
-                _Agent(spec, _model(config, spec, index), layer_number, index, config),
+                _agent(config, spec, layer_number, index),
             )
             if previous:
                 builder.add_edge(previous, name)
         if not previous:
-            builder.add_conditional_edges(START, _start(names), names)
+            builder.add_conditional_edges(START, _start(names, config), names)
         previous = names
-    aggregator = _Agent(
-        config.aggregator,
-        _model(config, config.aggregator, 0),
-        len(config.layers) + 1,
-        0,
-        config,
-    )
+    aggregator = _agent(config, config.aggregator, len(config.layers) + 1, 0)
     _add_agent(builder, AGGREGATOR_NODE, aggregator)
     builder.add_edge(previous, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder
 
 
+class _MoAGraph(StateGraph[MoAState, Any, MoAInput, MoAOutput]):
+    """A StateGraph whose compiled graph is named after its config.
+
+    A trace's root run then reads ``MoA local`` rather than ``LangGraph``.
+    """
+
+    graph_name = "MoA"
+
+    def compile(self, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        return super().compile(*args, name=name or self.graph_name, **kwargs)
+
+
 def _model(config: MoAConfig, spec: AgentSpec, index: int) -> BaseChatModel:
-    return resolve_model(spec, **config.sampling(spec, index))
+    return resolve_model(
+        spec, **config.sampling(spec, index), timeout_s=call_policy(config, spec).timeout_s
+    )
+
+
+def _agent(config: MoAConfig, spec: AgentSpec, layer: int, index: int) -> _Agent:
+    fallbacks: tuple[tuple[AgentSpec, BaseChatModel, CallPolicy], ...] = ()
+    if layer > len(config.layers):
+        fallbacks = tuple(
+            (f, _model(config, f, index), call_policy(config, f))
+            for f in config.aggregator_fallbacks
+        )
+    model = _model(config, spec, index)
+    return _Agent(spec, model, layer, index, config, call_policy(config, spec), fallbacks)
+
+
+def _agents(config: MoAConfig) -> list[_Agent]:
+    layers = [*config.layers, [config.aggregator]]
+    return [
+        _agent(config, spec, number, index)
+        for number, layer in enumerate(layers, 1)
+        for index, spec in enumerate(layer)
+    ]
+
+
+_CONTENT_INPUTS = {
+    "image": "image_inputs",
+    "image_url": "image_inputs",
+    "audio": "audio_inputs",
+    "input_audio": "audio_inputs",
+    "file": "pdf_inputs",
+    "video": "video_inputs",
+}
+
+
+def _check_agents(agents: Sequence[_Agent], messages: Sequence[AnyMessage]) -> None:
+    kinds = {
+        block.get("type", "?")
+        for message in messages
+        if isinstance(message.content, list)
+        for block in message.content
+        if isinstance(block, dict) and block.get("type") not in ("text", "reasoning")
+    }
+    state: MoAState = {"messages": list(messages), "proposals": []}  # type: ignore[typeddict-item]
+    for agent in agents:
+        for spec, model, _ in agent.candidates():
+            profile = getattr(model, "profile", None) or {}
+            for kind in sorted(kinds):
+                if not profile.get(_CONTENT_INPUTS.get(kind, f"{kind}_inputs")):
+                    raise InputError(
+                        f"the conversation has {kind} content, which agent "
+                        f"'{spec.name}' ({spec.model_id}) cannot take"
+                    )
+            agent.fitted_prompt(state, spec, model)
+
+
+def check_input(config: MoAConfig, messages: Sequence[AnyMessage]) -> None:
+    """Check a conversation against a config without calling any model.
+
+    The graph runs the same checks before its first layer; calling this first
+    keeps bad input from being written to a checkpointer at all.
+
+    Raises:
+        InputError: The conversation is empty, its last message is not from the
+            user or empty, it holds content (e.g. images) an agent cannot take, or
+            it does not fit an agent's context window.
+    """
+    check_conversation(messages)
+    _check_agents(_agents(config), messages)
 
 
 def _add_agent(builder: StateGraph[Any, Any, Any, Any], name: str, agent: _Agent) -> None:
@@ -254,15 +449,19 @@ def _add_agent(builder: StateGraph[Any, Any, Any, Any], name: str, agent: _Agent
         "layer": agent.layer,
         "agent": agent.name,
         "model": agent.spec.model_id,
+        "preset": agent.config.name,
     }
     builder.add_node(
         name, RunnableLambda(agent.invoke, agent.ainvoke, name=name), metadata=metadata
     )
 
 
-def _start(first_layer: list[str]) -> Any:
+def _start(first_layer: list[str], config: MoAConfig) -> Any:
+    agents = _agents(config)
+
     def check_input(state: MoAState) -> list[str]:
         check_conversation(state["messages"])
+        _check_agents(agents, state["messages"])
         return first_layer
 
     return check_input

@@ -45,6 +45,7 @@ def resolve_model(
     temperature: float,
     max_tokens: int,
     seed: int | None = None,
+    timeout_s: float | None = None,
 ) -> BaseChatModel:
     """Return the chat model an agent calls.
 
@@ -57,6 +58,8 @@ def resolve_model(
         temperature: Sampling temperature.
         max_tokens: Completion budget.
         seed: Sampling seed, passed only when set.
+        timeout_s: Request timeout of OpenAI-compatible clients. Their own retries
+            are turned off: :mod:`moa_graph.reliability` retries every provider alike.
 
     Raises:
         MissingAPIKeyError: The provider's API key is not set; names the variable.
@@ -70,6 +73,9 @@ def resolve_model(
         kwargs["seed"] = seed
     if provider in _STREAM_USAGE_PROVIDERS:
         kwargs["stream_usage"] = True
+        kwargs["max_retries"] = 0
+        if timeout_s is not None:
+            kwargs["timeout"] = timeout_s
     if agent.base_url:
         kwargs["base_url"] = agent.base_url
     default_env = None if agent.base_url else API_KEY_ENV.get(provider)

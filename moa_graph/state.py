@@ -26,6 +26,10 @@ class Proposal(BaseModel):
         input_tokens: Prompt tokens the model reported.
         output_tokens: Completion tokens the model reported.
         latency_s: Wall time of the model call, in seconds.
+        error: Why the agent failed (after its retries), or None if it answered;
+            a failed proposal's content is empty and no later agent sees it.
+        references_cut_tokens: Tokens cut from the references this agent received
+            to fit its context window (0 when nothing was cut).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -39,6 +43,13 @@ class Proposal(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     latency_s: float = 0.0
+    error: str | None = None
+    references_cut_tokens: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the agent answered."""
+        return self.error is None
 
     @property
     def usage(self) -> UsageMetadata:

@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Durability
 
 from moa_graph.graph import AGGREGATOR_TAG
 
@@ -48,6 +49,7 @@ async def stream_moa(
     config: RunnableConfig | None = None,
     *,
     context: Any = None,
+    durability: Durability | None = None,
 ) -> AsyncIterator[Event]:
     """Run a compiled MoA graph and yield its progress, answer tokens and result.
 
@@ -56,6 +58,8 @@ async def stream_moa(
         graph_input: The input, e.g. ``{"messages": [...]}``, or None to resume.
         config: The run's config (thread id, callbacks, tags).
         context: The run's context, for graphs with a ``context_schema``.
+        durability: When a checkpointer saves ("sync" makes each finished node's
+            output durable before the run goes on, so a killed run loses nothing).
 
     Yields:
         :class:`Progress` and :class:`Token` events as they happen, then one
@@ -63,7 +67,11 @@ async def stream_moa(
     """
     state: dict[str, Any] = {}
     parts: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
-        graph_input, config, context=context, stream_mode=["custom", "messages", "values"]
+        graph_input,
+        config,
+        context=context,
+        stream_mode=["custom", "messages", "values"],
+        durability=durability,
     )
     async for mode, payload in parts:
         if mode == "custom":

@@ -16,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = Callable[[dict[str, Any]], str]
+Fault = Callable[["_Handler", dict[str, Any], int], bool]
+"""Called with the handler, the request and its call number for the model (from 1);
+returns True when it has answered the request itself (see ``tests.fault_server``)."""
 
 
 def echo_reply(request: dict[str, Any]) -> str:
@@ -36,6 +39,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.usages: list[dict[str, int]] = []  # the usage reported for each answer
         self.lock = threading.Lock()
+        self.fault: Fault | None = None
 
     @property
     def url(self) -> str:
@@ -65,6 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.calls[request["model"]] += 1
             self.server.requests.append(request)
+            number = self.server.calls[request["model"]]
+        if self.server.fault is not None and self.server.fault(self, request, number):
+            return
         time.sleep(self.server.latency)
         text = self.server.reply(request)
         prompt_tokens = sum(len(str(m["content"]).split()) for m in request["messages"])

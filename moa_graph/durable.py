@@ -1,0 +1,107 @@
+"""Durable runs: checkpointers that let a killed MoA run resume without paying twice.
+
+LangGraph saves each node's output as soon as the node finishes; a run resumed on
+the same thread skips every node whose output was saved. A proposer that already
+answered is therefore never called again.
+
+Example:
+    >>> async with open_checkpointer("runs.sqlite") as saver:  # doctest: +SKIP
+    ...     graph = create_moa("local").compile(checkpointer=saver)
+    ...     await graph.ainvoke(None, thread_config("t1"))  # resume thread t1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AnyMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from moa_graph.errors import ConfigError, InputError
+
+CHECKPOINTS_ENV = "MOA_CHECKPOINTS"
+"""Environment variable naming the default checkpoint store (path or DSN)."""
+
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def default_checkpoints() -> str:
+    """Return the default checkpoint store of the command line.
+
+    ``$MOA_CHECKPOINTS`` when set, else ``moa-graph/checkpoints.sqlite`` under
+    ``$XDG_STATE_HOME`` (``~/.local/state``).
+    """
+    if location := os.environ.get(CHECKPOINTS_ENV):
+        return location
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(state_home) / "moa-graph" / "checkpoints.sqlite")
+
+
+def thread_config(thread_id: str) -> RunnableConfig:
+    """Return the run config of a thread.
+
+    Raises:
+        ConfigError: The thread id is empty.
+    """
+    if not thread_id.strip():
+        raise ConfigError("the thread id is empty")
+    return {"configurable": {"thread_id": thread_id}}
+
+
+@asynccontextmanager
+async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """Open an async checkpointer: SQLite for a path, PostgreSQL for a DSN.
+
+    PostgreSQL needs ``pip install 'moa-graph[postgres]'``; its tables are created
+    on first use.
+
+    Args:
+        location: A SQLite file path (created with its folder), or a
+            ``postgresql://`` connection string.
+
+    Yields:
+        The checkpointer, open for the duration of the block.
+
+    Raises:
+        ConfigError: The PostgreSQL extra is not installed.
+    """
+    location = str(location)
+    if location.startswith(_POSTGRES_SCHEMES):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError:
+            raise ConfigError(
+                "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
+            ) from None
+        async with AsyncPostgresSaver.from_conn_string(location) as saver:
+            await saver.setup()
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(location) as saver:
+        yield saver
+
+
+async def resume_input(
+    graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str, messages: list[AnyMessage]
+) -> tuple[dict[str, Any] | None, RunnableConfig]:
+    """Return the input and config that start (``messages``) or resume (none) a thread.
+
+    Raises:
+        InputError: There is nothing to resume on the thread.
+    """
+    config = thread_config(thread_id)
+    if messages:
+        return {"messages": messages}, config
+    snapshot = await graph.aget_state(config)
+    if not snapshot.next:
+        raise InputError(f"thread '{thread_id}' has no unfinished run to resume")
+    return None, config

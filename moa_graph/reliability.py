@@ -1,0 +1,312 @@
+"""Reliable model calls: retries, timeouts, rate limits and context budgets.
+
+A MoA run makes many calls; each goes through :func:`acall` (or :func:`call`),
+which waits for the provider's rate limit, bounds every attempt by a timeout,
+retries transient failures (429, 5xx, timeouts, dropped connections, garbled or
+empty replies) with exponential backoff and full jitter, honours ``Retry-After``,
+and fails at once on anything else (bad key, invalid request). Retrying is done
+here rather than in each provider's client so that it is the same for every
+provider and for model instances, and covers replies a client accepts as valid
+(an empty message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.runnables import RunnableConfig
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+)
+
+from moa_graph.config import AgentSpec, MoAConfig
+from moa_graph.errors import ContextOverflowError, ModelCallError
+
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+_CHARS_PER_TOKEN = 4.0  # what count_tokens_approximately assumes
+_limiters: dict[tuple[str, float], InMemoryRateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+class EmptyReplyError(Exception):
+    """A model answered with no text: treated as a transient failure."""
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How one agent's calls are made.
+
+    Attributes:
+        timeout_s: Seconds one attempt may take.
+        max_retries: Retries of a transient failure.
+        backoff_s: First backoff, doubled per retry.
+        max_backoff_s: Longest backoff.
+        max_retry_after_s: Longest ``Retry-After`` honoured.
+        rate_limiter: The provider's shared limiter, if it has a rate limit.
+    """
+
+    timeout_s: float
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+    max_retry_after_s: float
+    rate_limiter: InMemoryRateLimiter | None = None
+
+
+def call_policy(config: MoAConfig, agent: AgentSpec) -> CallPolicy:
+    """Return the call policy of one agent of ``config``."""
+    rate = config.rate_limits.get(agent.provider or "")
+    return CallPolicy(
+        timeout_s=agent.timeout_s or config.timeout_s,
+        max_retries=config.max_retries if agent.max_retries is None else agent.max_retries,
+        backoff_s=config.backoff_s,
+        max_backoff_s=config.max_backoff_s,
+        max_retry_after_s=config.max_retry_after_s,
+        rate_limiter=rate_limiter(agent.provider or "", rate) if rate else None,
+    )
+
+
+def rate_limiter(provider: str, requests_per_second: float) -> InMemoryRateLimiter:
+    """Return the process-wide limiter of a provider at a given rate."""
+    with _limiters_lock:
+        key = (provider, requests_per_second)
+        if key not in _limiters:
+            _limiters[key] = InMemoryRateLimiter(
+                requests_per_second=requests_per_second,
+                check_every_n_seconds=min(0.05, 0.1 / requests_per_second),
+                max_bucket_size=1,
+            )
+        return _limiters[key]
+
+
+def status_code(error: BaseException) -> int | None:
+    """Return the HTTP status an error carries, if any."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed call is worth retrying.
+
+    Rate limits, server errors, timeouts, dropped connections and replies that are
+    garbled or empty are; authentication errors and invalid requests are not.
+    """
+    import openai
+
+    if isinstance(error, asyncio.CancelledError):
+        return False
+    status = status_code(error)
+    if status is not None and status >= 400:
+        return status in _TRANSIENT_STATUS or status >= 500
+    return isinstance(
+        error,
+        TimeoutError
+        | ConnectionError
+        | EmptyReplyError
+        | json.JSONDecodeError
+        | openai.APIConnectionError
+        | openai.APIResponseValidationError,
+    ) or type(error).__module__.startswith(("httpx", "httpcore"))
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Return the seconds a ``Retry-After`` (or ``retry-after-ms``) header asks for."""
+    headers = getattr(getattr(error, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(float(ms) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(when.timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(error: BaseException) -> str:
+    """Return a one-line reason for a failed call, without secrets or tracebacks."""
+    status = status_code(error)
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, TimeoutError):
+        text = text or "timed out"
+    name = type(error).__name__
+    prefix = f"HTTP {status} {name}" if status and status >= 400 else name
+    return f"{prefix}: {text}"[:300] if text else prefix
+
+
+def _wait(policy: CallPolicy) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
+        backoff = random.uniform(0, ceiling)
+        error = state.outcome.exception() if state.outcome else None
+        after = retry_after(error) if error else None
+        return backoff if after is None else max(after, backoff)
+
+    return wait
+
+
+def _retrying(policy: CallPolicy, cls: type[Any]) -> Any:
+    def stop(state: RetryCallState) -> bool:
+        if state.attempt_number > policy.max_retries:
+            return True
+        error = state.outcome.exception() if state.outcome else None
+        after = retry_after(error) if error else None
+        return after is not None and after > policy.max_retry_after_s
+
+    return cls(
+        retry=retry_if_exception(is_transient),
+        stop=stop,
+        wait=_wait(policy),
+        reraise=True,
+    )
+
+
+def _checked(reply: Any) -> AIMessage:
+    if not isinstance(reply, AIMessage):
+        raise TypeError(f"a chat model returned {type(reply).__name__}, not an AIMessage")
+    if not reply.text.strip() and not reply.tool_calls:
+        raise EmptyReplyError("the model returned an empty reply")
+    return reply
+
+
+async def acall(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    config: RunnableConfig,
+    policy: CallPolicy,
+) -> AIMessage:
+    """Call a model with the policy's rate limit, timeout and retries.
+
+    Raises:
+        ModelCallError: The call failed for good; the message says why.
+    """
+
+    async def attempt() -> AIMessage:
+        if policy.rate_limiter:
+            await policy.rate_limiter.aacquire()
+        try:
+            async with asyncio.timeout(policy.timeout_s):
+                return _checked(await model.ainvoke(list(messages), config))
+        except TimeoutError:
+            raise TimeoutError(f"no reply within {policy.timeout_s:g}s") from None
+
+    try:
+        reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
+    except Exception as error:
+        raise ModelCallError(describe(error)) from error
+    return reply
+
+
+def call(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    config: RunnableConfig,
+    policy: CallPolicy,
+) -> AIMessage:
+    """Call a model synchronously, as :func:`acall` does.
+
+    The timeout is the client's own (a sync call cannot be cancelled), set by
+    :func:`moa_graph.models.resolve_model`.
+
+    Raises:
+        ModelCallError: The call failed for good; the message says why.
+    """
+
+    def attempt() -> AIMessage:
+        if policy.rate_limiter:
+            policy.rate_limiter.acquire()
+        return _checked(model.invoke(list(messages), config))
+
+    try:
+        reply: AIMessage = _retrying(policy, Retrying)(attempt)
+    except Exception as error:
+        raise ModelCallError(describe(error)) from error
+    return reply
+
+
+def input_budget(agent: AgentSpec, model: BaseChatModel, max_tokens: int) -> int | None:
+    """Return the prompt tokens an agent takes, or None when its window is unknown.
+
+    The agent's ``context_window`` (prompt and completion) wins; otherwise the
+    model's profile (``max_input_tokens``) is used when LangChain knows it.
+    """
+    if agent.context_window:
+        return agent.context_window - max_tokens
+    profile = getattr(model, "profile", None) or {}
+    window = profile.get("max_input_tokens")
+    return window if isinstance(window, int) else None
+
+
+def count_tokens(messages: Sequence[BaseMessage]) -> int:
+    """Estimate the tokens of a prompt (about four characters per token)."""
+    return count_tokens_approximately(messages)
+
+
+def fit_references(
+    build: Callable[[list[str]], list[BaseMessage]],
+    references: Sequence[str],
+    budget: int | None,
+    *,
+    agent: str,
+) -> tuple[list[BaseMessage], int]:
+    """Build a prompt whose references are cut to fit ``budget`` tokens.
+
+    Every reference gets an equal share of what the conversation leaves; shorter
+    ones give their unused share to the others. The end of a reference is cut.
+
+    Args:
+        build: Builds the prompt from a list of references.
+        references: The full references.
+        budget: Prompt tokens allowed, or None for no limit.
+        agent: The agent's name, for the error.
+
+    Returns:
+        The prompt and the estimated number of tokens cut from the references.
+
+    Raises:
+        ContextOverflowError: The prompt does not fit even without references.
+    """
+    messages = build(list(references))
+    if budget is None or count_tokens(messages) <= budget:
+        return messages, 0
+    base = count_tokens(build([""] * len(references)) if references else messages)
+    if base > budget or not references:
+        raise ContextOverflowError(
+            f"the prompt (~{base} tokens) does not fit agent '{agent}', "
+            f"which takes {budget} prompt tokens"
+        )
+    low, high = 0, max(len(r) for r in references)
+    while low < high:  # the largest per-reference character cap that fits
+        middle = (low + high + 1) // 2
+        if count_tokens(build([r[:middle] for r in references])) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    cut = [r[:low] for r in references]
+    removed = sum(len(r) - len(c) for r, c in zip(references, cut, strict=True))
+    return build(cut), round(removed / _CHARS_PER_TOKEN)
