@@ -60,12 +60,11 @@ async def test_a_crashed_run_resumes_without_calling_finished_agents(saver: Any)
         finished: set[str] = set()
 
         async def run() -> None:
-            async for mode, event in graph.astream(
+            async for event in graph.astream(
                 {"messages": [HumanMessage("Q?")]},
                 thread,
-                stream_mode=["custom"],
+                stream_mode="custom",
                 durability="sync",
-                subgraphs=False,
             ):
                 if event.get("event") == "agent_finished":
                     finished.add(event["moa_agent"])
