@@ -36,7 +36,9 @@ def chat_model(
         name: A local model name, e.g. ``"smollm2-135m"`` for ``local:smollm2-135m``.
         temperature: Sampling temperature.
         max_tokens: Completion budget.
-        seed: Sampling seed; with temperature 0 or a seed, answers are repeatable.
+        seed: Sampling seed. A seeded request is repeatable: the same request with
+            the same seed gives the same answer, at any temperature, because it also
+            bypasses the server's prompt cache (at the cost of re-reading the prompt).
         **params: Further ``ChatOpenAI`` settings (``timeout``, ``max_retries``, ...).
 
     Returns:
@@ -68,4 +70,9 @@ def chat_model(
         "http_async_client": openai.DefaultAsyncHttpxClient(trust_env=False),
         **params,
     }
+    if seed is not None:
+        # llama.cpp's logits differ in the last bits between a prompt computed in one
+        # batch and one restored from the prompt cache, enough to flip a greedy choice;
+        # a seeded request asks for repeatable answers, so it skips the cache.
+        settings["extra_body"] = {"cache_prompt": False, **(params.get("extra_body") or {})}
     return ChatOpenAI(**settings)

@@ -227,6 +227,7 @@ def write_verified(
                 f"SHA-256 mismatch for {dest.name}: expected {sha256}, got {actual}; "
                 "the file was not installed"
             )
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; weights are not secret
         os.replace(temp, dest)
     except BaseException:
         temp.unlink(missing_ok=True)
