@@ -165,4 +165,5 @@ def fault_server(plan: Plan, latency: float = 0.0) -> Iterator[FakeOpenAIServer]
     lists ``(model, call_number, kind)`` of every fault sent."""
     with serve(latency=latency) as server:
         server.fault = Faults(plan)
+        server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         yield server
