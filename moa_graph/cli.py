@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from moa_graph.eval.cli import app as eval_app
 from moa_graph.local.cli import app as models_app
 from moa_graph.server_cli import serve_command
 
@@ -36,6 +37,7 @@ app = typer.Typer(
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
 app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
 app.command("serve")(serve_command)
 
 _out = Console()

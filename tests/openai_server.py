@@ -37,6 +37,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.latency = latency
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
         self.usages: list[dict[str, int]] = []  # the usage reported for each answer
         self.lock = threading.Lock()
         self.fault: Fault | None = None
@@ -69,6 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.calls[request["model"]] += 1
             self.server.requests.append(request)
+            self.server.authorizations.append(self.headers.get("Authorization", ""))
             number = self.server.calls[request["model"]]
         if self.server.fault is not None and self.server.fault(self, request, number):
             return

@@ -43,6 +43,7 @@ def test_nodes_and_edges_of_two_layers(two_layers) -> None:
         "layer": 2,
         "agent": "e",
         "model": "e",
+        "preset": "test",
     }
     assert graph.nodes[AGGREGATOR_NODE].metadata["role"] == "aggregator"
 

