@@ -35,8 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from moa_graph.checkpointers import check_checkpoint_url, open_checkpointer
 from moa_graph.config import MoAConfig, describe_validation_error, load_config
+from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError, InputError, MoAError, ModelCallError
 from moa_graph.graph import check_conversation, create_moa
 from moa_graph.openai_api import (
@@ -58,7 +58,7 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 THREAD_HEADER = "X-MoA-Thread-Id"
 """Response header naming the run's thread id when the server checkpoints."""
 
-_GRAPHS_PER_MODEL = 16
+_VARIANTS_PER_MODEL = 16
 """Compiled graphs kept per served model for requests that change sampling."""
 _FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
 
@@ -156,36 +156,42 @@ def _with_sampling(
 
 @dataclass
 class _ServedModel:
-    """A served config and its compiled graphs, the default one built at start."""
+    """A served config and its compiled graphs.
+
+    The default graph is compiled at start; a request that changes sampling gets a
+    variant, compiled on first use and kept for the next such request.
+    """
 
     name: str
     config: MoAConfig
     checkpointer: BaseCheckpointSaver[Any] | None
     created: int = field(default_factory=lambda: int(time.time()))
-    graphs: OrderedDict[tuple[Any, ...], CompiledStateGraph[Any, Any, Any, Any]] = field(
+    default: CompiledStateGraph[Any, Any, Any, Any] = field(init=False)
+    variants: OrderedDict[tuple[Any, ...], CompiledStateGraph[Any, Any, Any, Any]] = field(
         default_factory=OrderedDict
     )
 
     def __post_init__(self) -> None:
-        self.graph(None, None, "aggregator")
+        self.default = self._compile(self.config)
+
+    def _compile(self, config: MoAConfig) -> CompiledStateGraph[Any, Any, Any, Any]:
+        return create_moa(config).compile(checkpointer=self.checkpointer, name=self.name)
 
     def graph(
         self, temperature: float | None, max_tokens: int | None, scope: str
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
-        """Return the compiled graph for a request's sampling, building it once."""
-        changed = temperature is not None or max_tokens is not None
-        key: tuple[Any, ...] = (temperature, max_tokens, scope if changed else "")
-        if key not in self.graphs:
-            config = _with_sampling(self.config, temperature, max_tokens, scope)
-            self.graphs[key] = create_moa(config).compile(
-                checkpointer=self.checkpointer, name=self.name
-            )
-            if len(self.graphs) > _GRAPHS_PER_MODEL:
-                # Never drop the default graph, the first one built.
-                self.graphs.pop(list(self.graphs)[1])
+        """Return the compiled graph for a request's sampling."""
+        if temperature is None and max_tokens is None:
+            return self.default
+        key = (temperature, max_tokens, scope)
+        if key in self.variants:
+            self.variants.move_to_end(key)
         else:
-            self.graphs.move_to_end(key)
-        return self.graphs[key]
+            config = _with_sampling(self.config, temperature, max_tokens, scope)
+            self.variants[key] = self._compile(config)
+            if len(self.variants) > _VARIANTS_PER_MODEL:
+                self.variants.popitem(last=False)
+        return self.variants[key]
 
 
 class _Run:
@@ -587,20 +593,20 @@ async def serve(
         api_key: The key clients must send.
         max_concurrent: MoA runs at once.
         max_body_bytes: Largest request body.
-        checkpoint: ``sqlite:PATH``, a PostgreSQL URL or ``memory``: run each
-            request on its own thread id in that checkpointer.
+        checkpoint: ``sqlite:PATH`` (or just a path), or a ``postgresql://`` URL:
+            run each request on its own thread id in that checkpoint store.
 
     Raises:
-        ConfigError: The bind is refused, the checkpointer URL is malformed, or a
-            config cannot be built.
+        ConfigError: The bind is refused, PostgreSQL support is not installed, or
+            a config cannot be built.
     """
     import uvicorn
 
     check_bind(host, api_key)
-    if checkpoint is not None:
-        check_checkpoint_url(checkpoint)
     opened: AbstractAsyncContextManager[BaseCheckpointSaver[Any] | None] = (
-        open_checkpointer(checkpoint) if checkpoint is not None else nullcontext(None)
+        nullcontext(None)
+        if checkpoint is None
+        else open_checkpointer(checkpoint.removeprefix("sqlite:"))
     )
     async with opened as checkpointer:
         app = create_app(

@@ -51,8 +51,8 @@ def serve_command(
     checkpoint: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
-            help="Keep every run: 'sqlite:PATH' or a 'postgresql://' URL; each request "
-            "gets its own thread id, sent back in the X-MoA-Thread-Id header.",
+            help="Keep every run: 'sqlite:PATH' or a 'postgresql://' URL (extra 'postgres'); "
+            "each request gets its own thread id, sent back in the X-MoA-Thread-Id header.",
             show_default=False,
         ),
     ] = None,
