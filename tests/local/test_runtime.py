@@ -13,6 +13,7 @@ import pytest
 
 from moa_graph.local import (
     ChecksumMismatchError,
+    LocalModelError,
     ModelLoadError,
     NoFreePortError,
     WeightsNotInstalledError,
@@ -21,7 +22,7 @@ from moa_graph.local import (
     shutdown,
 )
 from moa_graph.local import server as server_module
-from moa_graph.local.server import SLOT_CONTEXT, LlamaServer, running_servers
+from moa_graph.local.server import SLOT_CONTEXT, LlamaServer, compute_threads, running_servers
 from moa_graph.local.weights import model_file
 
 
@@ -65,6 +66,16 @@ def test_no_port_to_bind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     bad.write_bytes(b"GGUF")
     with pytest.raises(NoFreePortError, match=r"no free TCP port on 192\.0\.2\.1"):
         LlamaServer(bad, alias="any")
+
+
+def test_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOA_GRAPH_THREADS", "1")
+    assert compute_threads() == 1
+    monkeypatch.setenv("MOA_GRAPH_THREADS", "two")
+    with pytest.raises(LocalModelError, match="MOA_GRAPH_THREADS must be a positive integer"):
+        compute_threads()
+    monkeypatch.delenv("MOA_GRAPH_THREADS")
+    assert compute_threads() >= 1
 
 
 @pytest.mark.local

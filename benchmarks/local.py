@@ -1,0 +1,182 @@
+"""The embedded local runtime on this machine: model speed, the `local` preset, batching.
+
+Prints a Markdown table:
+
+* each installed local model alone: prompt processing and generation, in tokens per
+  second, as the llama.cpp server measures them (``timings`` in its responses);
+* batching: N requests of 128 generated tokens each sent to one server at once
+  (its parallel slots decode them in one batch) against the same N one after another;
+* the ``local`` preset end to end through ``create_moa``: wall time and the time to
+  the aggregator's first streamed token, on a GSM8K-style question.
+
+    python benchmarks/local.py [--models NAME ...] [--parallel 3] [--runs 3] [--no-moa]
+
+Run it on an otherwise idle machine: llama.cpp uses every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from typing import Any
+
+import httpx
+
+from benchmarks.common import machine
+from moa_graph.local import KNOWN_MODELS, get_model, shutdown
+from moa_graph.local.server import SLOT_CONTEXT, SLOTS, compute_threads, server_for
+from moa_graph.local.weights import WeightsStatus, weights_status
+
+QUESTION = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
+    "clips in May. How many clips did Natalia sell altogether in April and May?"
+)
+GENERATED = 128  # tokens per request in the speed and batching rows
+PROMPT = "Summarize the following text in one sentence.\n\n" + " ".join(
+    f"Sentence {n}: the quick brown fox jumps over the lazy dog near the river bank."
+    for n in range(1, 31)
+)  # about 500 tokens
+
+
+def complete(client: httpx.Client, base_url: str, *, prompt: str = PROMPT) -> dict[str, Any]:
+    """One chat completion of exactly GENERATED tokens, prompt cache off."""
+    response = client.post(
+        f"{base_url}/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": GENERATED,
+            "temperature": 0.7,
+            "ignore_eos": True,  # llama.cpp extension: every request decodes GENERATED tokens
+            "cache_prompt": False,  # llama.cpp extension: measure prompt processing each time
+        },
+        timeout=600,
+    )
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def speed_row(client: httpx.Client, name: str, runs: int) -> list[str]:
+    base_url = server_for(get_model(name)).base_url
+    complete(client, base_url)  # warm up
+    timings = [complete(client, base_url)["timings"] for _ in range(runs)]
+    prompt_tps = statistics.median(t["prompt_per_second"] for t in timings)
+    gen_tps = statistics.median(t["predicted_per_second"] for t in timings)
+    prompt_n = timings[0]["prompt_n"]
+    return [
+        f"{name} alone",
+        f"{prompt_tps:.0f} tok/s prompt ({prompt_n} tokens), {gen_tps:.1f} tok/s generation",
+    ]
+
+
+def batching_row(client: httpx.Client, name: str, parallel: int) -> list[str]:
+    base_url = server_for(get_model(name)).base_url
+    prompts = [f"{PROMPT}\nVariant {n}." for n in range(parallel)]  # no shared cache hits
+    started = time.perf_counter()
+    for prompt in prompts:
+        complete(client, base_url, prompt=prompt)
+    sequential = time.perf_counter() - started
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda p: complete(client, base_url, prompt=p), prompts))
+    batched = time.perf_counter() - started
+    tokens = parallel * GENERATED
+    return [
+        f"{name}: {parallel} requests, batched vs one after another",
+        f"{batched:.1f} s vs {sequential:.1f} s ({sequential / batched:.2f}x); "
+        f"{tokens / batched:.1f} vs {tokens / sequential:.1f} generated tok/s",
+    ]
+
+
+def moa_rows(runs: int) -> list[list[str]]:
+    from moa_graph import AGGREGATOR_NODE, create_moa, load_preset
+
+    graph = create_moa(load_preset("local")).compile()
+    graph.invoke({"messages": [("user", "Say hi.")]})  # start the server, load the model
+    walls, firsts = [], []
+    final: dict[str, Any] = {}
+    for _ in range(runs):
+        started = time.perf_counter()
+        first = float("nan")
+        for mode, item in graph.stream(
+            {"messages": [("user", QUESTION)]}, stream_mode=["messages", "values"]
+        ):
+            if mode == "values":
+                final = item
+                continue
+            chunk, metadata = item
+            node = metadata.get("langgraph_node")
+            if first != first and node == AGGREGATOR_NODE and getattr(chunk, "content", ""):
+                first = time.perf_counter() - started  # first != first: still NaN
+        walls.append(time.perf_counter() - started)
+        firsts.append(first)
+    usage = final["usage"]
+    proposals = final["proposals"]
+    models = ", ".join(sorted({p.model for p in proposals}))
+    answer = " ".join(str(final["messages"][-1].content).split())
+    return [
+        [
+            f"`local` preset end to end ({len(proposals)} proposers: {models})",
+            f"{statistics.median(walls):.1f} s wall (median of {runs}: "
+            f"{min(walls):.1f} to {max(walls):.1f}); last run "
+            f"{usage['input_tokens']} in / {usage['output_tokens']} out tokens",
+        ],
+        [
+            "`local` preset: time to the aggregator's first token",
+            f"{statistics.median(firsts):.1f} s (median of {runs}: "
+            f"{min(firsts):.1f} to {max(firsts):.1f})",
+        ],
+        ["`local` preset: last answer (start)", answer[:150].replace("|", "/")],
+    ]
+
+
+def environment() -> str:
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
+    return (
+        f"{machine()}; CPU: {cpu}; {memory_gib:.0f} GiB RAM; "
+        f"xllamacpp {version('xllamacpp')} (prebuilt CPU wheel); "
+        f"{SLOTS} slots x {SLOT_CONTEXT} tokens per server, {compute_threads()} threads; "
+        f"load average at start {load:.2f}"
+    )
+
+
+def main() -> None:
+    installed = [
+        name
+        for name, model in KNOWN_MODELS.items()
+        if weights_status(model) is not WeightsStatus.MISSING
+    ]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=installed, choices=list(KNOWN_MODELS))
+    parser.add_argument("--parallel", type=int, default=3, help="requests in the batching row")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--no-moa", action="store_true", help="skip the `local` preset rows")
+    args = parser.parse_args()
+
+    print(environment(), flush=True)
+    rows: list[list[str]] = []
+    with httpx.Client(trust_env=False) as client:
+        for name in args.models:
+            rows.append(speed_row(client, name, args.runs))
+            rows.append(batching_row(client, name, args.parallel))
+            shutdown()  # one model in memory at a time
+            print(f"| {' | '.join(rows[-2])} |\n| {' | '.join(rows[-1])} |", flush=True)
+    if not args.no_moa:
+        rows.extend(moa_rows(args.runs))
+        shutdown()
+    print("\n| measurement | result |\n|---|---|")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+
+
+if __name__ == "__main__":
+    main()
