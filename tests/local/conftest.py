@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registered here too, so the markers work before pyproject.toml lists them.
     config.addinivalue_line("markers", "local: real generation with the embedded llama.cpp runtime")
     config.addinivalue_line("markers", "local_large: needs the 1.1 GB qwen2.5-coder-1.5b weights")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One compute thread per server unless set: test runs often share the CPUs."""
+    monkeypatch.setenv("MOA_GRAPH_THREADS", os.environ.get("MOA_GRAPH_THREADS", "1"))
 
 
 @pytest.fixture
