@@ -148,6 +148,7 @@ def _plot(rows: Sequence[Row], path: Path, title: str) -> None:
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
+    axes.margins(x=0.15, y=0.1)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
