@@ -21,6 +21,7 @@ from typing import Any
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph.state import CompiledStateGraph
 
 from moa_graph.errors import ConfigError, InputError
@@ -29,6 +30,16 @@ CHECKPOINTS_ENV = "MOA_CHECKPOINTS"
 """Environment variable naming the default checkpoint store (path or DSN)."""
 
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def serializer() -> JsonPlusSerializer:
+    """Return a checkpoint serializer that loads only known types.
+
+    LangGraph's default loads any type found in a checkpoint, with a warning; this
+    one loads LangChain's and LangGraph's own types, the graph's state types (added
+    when a graph is compiled with it) and :class:`~moa_graph.state.Proposal`.
+    """
+    return JsonPlusSerializer(allowed_msgpack_modules=[("moa_graph.state", "Proposal")])
 
 
 def default_checkpoints() -> str:
@@ -79,7 +90,7 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
             raise ConfigError(
                 "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
             ) from None
-        async with AsyncPostgresSaver.from_conn_string(location) as saver:
+        async with AsyncPostgresSaver.from_conn_string(location, serde=serializer()) as saver:
             await saver.setup()
             yield saver
         return
@@ -87,6 +98,7 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
 
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     async with AsyncSqliteSaver.from_conn_string(location) as saver:
+        saver.serde = serializer()
         yield saver
 
 
