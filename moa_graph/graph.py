@@ -80,6 +80,13 @@ class _Agent:
     def name(self) -> str:
         return self.spec.name or ""
 
+    @property
+    def node(self) -> str:
+        """The agent's node name."""
+        if self.role == "aggregator":
+            return AGGREGATOR_NODE
+        return proposer_node(self.layer, self.name)
+
     def metadata(self) -> dict[str, Any]:
         return {
             "moa_role": self.role,
@@ -164,17 +171,24 @@ class _Agent:
                 if proposal.turn == turn:
                     total = add_usage(total, proposal.usage)
             return {"messages": [reply], "usage": total}
+        return self.proposal(
+            state,
+            content=reply.text,
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            latency_s=latency,
+            references_cut_tokens=cut,
+        )
+
+    def proposal(self, state: MoAState, **record: Any) -> dict[str, Any]:
+        """Return the state update that records this proposer's outcome."""
         proposal = Proposal(
             turn=user_turn(state["messages"]),
             layer=self.layer,
             index=self.index,
             agent=self.name,
             model=self.spec.model_id,
-            content=reply.text,
-            input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"],
-            latency_s=latency,
-            references_cut_tokens=cut,
+            **record,
         )
         return {"proposals": [proposal]}
 
@@ -237,17 +251,9 @@ class _Agent:
         if self.role == "aggregator":
             raise ModelCallError(f"aggregator '{self.name}' failed: {error}") from error
         get_stream_writer()({"event": "agent_failed", **self.metadata(), "error": str(error)})
-        proposal = Proposal(
-            turn=user_turn(state["messages"]),
-            layer=self.layer,
-            index=self.index,
-            agent=self.name,
-            model=self.spec.model_id,
-            content="",
-            latency_s=time.perf_counter() - started,
-            error=str(error),
+        return self.proposal(
+            state, content="", latency_s=time.perf_counter() - started, error=str(error)
         )
-        return {"proposals": [proposal]}
 
     def invoke(self, state: MoAState) -> dict[str, Any]:
         self.check_layer(state)
@@ -281,12 +287,6 @@ class _Agent:
             return self.failed(state, error, started)
         assert reply is not None
         return self.finished(state, reply, started, cut)
-
-
-def _as_ai_message(reply: Any) -> AIMessage:
-    if not isinstance(reply, AIMessage):
-        raise TypeError(f"a chat model returned {type(reply).__name__}, not an AIMessage")
-    return reply
 
 
 def check_conversation(messages: Sequence[AnyMessage]) -> None:
@@ -338,23 +338,18 @@ def create_moa(
         MoAState, context_schema, input_schema=MoAInput, output_schema=MoAOutput
     )
     builder.graph_name = f"MoA {config.name}" if config.name else "MoA"  # type: ignore[attr-defined]
+    agents = _agents(config)
     previous: list[str] = []
-    for layer_number, layer in enumerate(config.layers, 1):
-        names = [proposer_node(layer_number, spec.name or "") for spec in layer]
-        for index, (name, spec) in enumerate(zip(names, layer, strict=True)):
-            _add_agent(
-                builder,
-                name,
-                _agent(config, spec, layer_number, index),
-            )
+    for number in range(1, len(config.layers) + 2):  # the aggregator is the last "layer"
+        layer = [agent for agent in agents if agent.layer == number]
+        for agent in layer:
+            _add_agent(builder, agent)
             if previous:
-                builder.add_edge(previous, name)
+                builder.add_edge(previous, agent.node)
+        names = [agent.node for agent in layer]
         if not previous:
-            builder.add_conditional_edges(START, _start(names, config), names)
+            builder.add_conditional_edges(START, _start(names, agents), names)
         previous = names
-    aggregator = _agent(config, config.aggregator, len(config.layers) + 1, 0)
-    _add_agent(builder, AGGREGATOR_NODE, aggregator)
-    builder.add_edge(previous, AGGREGATOR_NODE)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder
 
@@ -443,7 +438,7 @@ def check_input(config: MoAConfig, messages: Sequence[AnyMessage]) -> None:
     _check_agents(_agents(config), messages)
 
 
-def _add_agent(builder: StateGraph[Any, Any, Any, Any], name: str, agent: _Agent) -> None:
+def _add_agent(builder: StateGraph[Any, Any, Any, Any], agent: _Agent) -> None:
     metadata = {
         "role": agent.role,
         "layer": agent.layer,
@@ -451,14 +446,11 @@ def _add_agent(builder: StateGraph[Any, Any, Any, Any], name: str, agent: _Agent
         "model": agent.spec.model_id,
         "preset": agent.config.name,
     }
-    builder.add_node(
-        name, RunnableLambda(agent.invoke, agent.ainvoke, name=name), metadata=metadata
-    )
+    runnable = RunnableLambda(agent.invoke, agent.ainvoke, name=agent.node)
+    builder.add_node(agent.node, runnable, metadata=metadata)
 
 
-def _start(first_layer: list[str], config: MoAConfig) -> Any:
-    agents = _agents(config)
-
+def _start(first_layer: list[str], agents: list[_Agent]) -> Any:
     def check_input(state: MoAState) -> list[str]:
         check_conversation(state["messages"])
         _check_agents(agents, state["messages"])
