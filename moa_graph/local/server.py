@@ -10,7 +10,7 @@ Sizing, for a CPU: every slot gets :data:`SLOT_CONTEXT` tokens of its own contex
 enough for an aggregator prompt that quotes three 512-token proposals and still
 leaves room for a 512-token answer. A request that does not fit is refused by the
 server with HTTP 400 ("request (N tokens) exceeds the available context size"),
-which reaches the caller as ``openai.BadRequestError``; llama.cpp never sees it.
+which reaches the caller as ``openai.BadRequestError``; nothing reaches the decoder.
 The KV cache this reserves is small for these models (about 0.2 to 0.5 GB), and
 compute only grows with the tokens actually in use.
 """
