@@ -33,22 +33,25 @@ async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict
     layers, agents = shape
     builder = create_moa(moa_config(layers, agents, url))
     plain = builder.compile()
+    # As the command line and the server stream: the aggregator's tokens only.
+    answer_only = create_moa(moa_config(layers, agents, url), stream_proposers=False).compile()
     baseline = AsyncioMoA(layers, agents, url)
-    times: dict[str, list[float]] = {k: [] for k in ("asyncio", "moa", "sqlite", "stream")}
+    variants_names = ("asyncio", "moa", "sqlite", "stream", "stream_all")
+    times: dict[str, list[float]] = {k: [] for k in variants_names}
     first_token: list[float] = []
     messages = {"messages": [("user", PROMPT)]}
 
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         durable = builder.compile(checkpointer=saver)
 
-        async def streamed() -> None:
+        async def streamed(graph: Any = answer_only, ttft: list[float] = first_token) -> None:
             last_layer_done = 0.0
-            async for event in stream_moa(plain, messages):
+            async for event in stream_moa(graph, messages):
                 if isinstance(event, Progress) and event.data.get("moa_layer") == layers:
                     if event.data["event"] == "agent_finished":
                         last_layer_done = time.perf_counter()
                 elif isinstance(event, Token) and last_layer_done:
-                    first_token.append(time.perf_counter() - last_layer_done)
+                    ttft.append(time.perf_counter() - last_layer_done)
                     last_layer_done = 0.0
 
         variants = {
@@ -58,6 +61,7 @@ async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict
                 messages, {"configurable": {"thread_id": uuid.uuid4().hex}}
             ),
             "stream": streamed,
+            "stream_all": lambda: streamed(plain, []),
         }
         for _ in range(3):  # warm up clients, connection pools and the endpoint
             for run in variants.values():
@@ -74,8 +78,9 @@ async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict
 def table(latency: float, runs: int, results: dict[tuple[int, int], dict[str, Any]]) -> str:
     rows = [
         "| layers x agents | ideal | asyncio | moa-graph (p10-p90) | moa / asyncio | moa / ideal "
-        "| + SQLite / ideal | streamed / ideal | last layer -> first token |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| + SQLite / ideal | streamed / ideal | every agent streamed / ideal "
+        "| last layer -> first token |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (layers, agents), result in results.items():
         ideal = (layers + 1) * latency
@@ -87,6 +92,7 @@ def table(latency: float, runs: int, results: dict[tuple[int, int], dict[str, An
             f"| {med['moa'] * 1000:.1f} ms ({p10 * 1000:.0f}-{p90 * 1000:.0f}) "
             f"| {med['moa'] / med['asyncio']:.3f} | {med['moa'] / ideal:.3f} "
             f"| {med['sqlite'] / ideal:.3f} | {med['stream'] / ideal:.3f} "
+            f"| {med['stream_all'] / ideal:.3f} "
             f"| {ttft:.1f} ms (L = {latency * 1000:.0f} ms) |"
         )
     return (

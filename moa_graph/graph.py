@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 
 from moa_graph import aggregation
@@ -71,6 +72,7 @@ class _Agent:
     config: MoAConfig
     policy: CallPolicy
     fallbacks: tuple[tuple[AgentSpec, BaseChatModel, CallPolicy], ...] = ()
+    stream: bool = True  # whether the model streams its tokens to a streaming caller
 
     @property
     def role(self) -> str:
@@ -98,9 +100,10 @@ class _Agent:
 
     def call_config(self) -> RunnableConfig:
         tag = AGGREGATOR_TAG if self.role == "aggregator" else PROPOSER_TAG
+        tags = ["moa", tag, f"moa:layer:{self.layer}"]
         return {
             "run_name": self.name,
-            "tags": ["moa", tag, f"moa:layer:{self.layer}"],
+            "tags": tags if self.stream else [*tags, TAG_NOSTREAM],
             "metadata": self.metadata(),
         }
 
@@ -230,7 +233,7 @@ class _Agent:
         for spec, model, policy in self.candidates():
             messages, cut = self.fitted_prompt(state, spec, model)
             try:
-                return call(model, messages, self.call_config(), policy), cut
+                return call(model, messages, self.call_config(), policy, stream=self.stream), cut
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
         raise ModelCallError("; ".join(errors))
@@ -241,7 +244,8 @@ class _Agent:
         for spec, model, policy in self.candidates():
             messages, cut = self.fitted_prompt(state, spec, model)
             try:
-                return await acall(model, messages, self.call_config(), policy), cut
+                reply = await acall(model, messages, self.call_config(), policy, stream=self.stream)
+                return reply, cut
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
         raise ModelCallError("; ".join(errors))
@@ -309,6 +313,7 @@ def create_moa(
     config: MoAConfig | Mapping[str, Any] | str | Path,
     *,
     context_schema: type[Any] | None = None,
+    stream_proposers: bool = True,
 ) -> StateGraph[MoAState, Any, MoAInput, MoAOutput]:
     """Build a Mixture-of-Agents graph.
 
@@ -322,6 +327,10 @@ def create_moa(
             of a YAML, TOML or JSON config file.
         context_schema: Passed to :class:`StateGraph`, for graphs that read runtime
             options.
+        stream_proposers: Whether proposers stream their tokens under
+            ``stream_mode="messages"``. Callers that show only the final answer
+            should pass False: proposers then answer in one response each, which
+            saves a callback per token (the aggregator always streams).
 
     Returns:
         The uncompiled graph; compile it with any checkpointer.
@@ -338,7 +347,7 @@ def create_moa(
         MoAState, context_schema, input_schema=MoAInput, output_schema=MoAOutput
     )
     builder.graph_name = f"MoA {config.name}" if config.name else "MoA"  # type: ignore[attr-defined]
-    agents = _agents(config)
+    agents = _agents(config, stream_proposers=stream_proposers)
     previous: list[str] = []
     for number in range(1, len(config.layers) + 2):  # the aggregator is the last "layer"
         layer = [agent for agent in agents if agent.layer == number]
@@ -372,21 +381,26 @@ def _model(config: MoAConfig, spec: AgentSpec, index: int) -> BaseChatModel:
     )
 
 
-def _agent(config: MoAConfig, spec: AgentSpec, layer: int, index: int) -> _Agent:
+def _agent(
+    config: MoAConfig, spec: AgentSpec, layer: int, index: int, *, stream_proposers: bool
+) -> _Agent:
     fallbacks: tuple[tuple[AgentSpec, BaseChatModel, CallPolicy], ...] = ()
-    if layer > len(config.layers):
+    aggregator = layer > len(config.layers)
+    if aggregator:
         fallbacks = tuple(
             (f, _model(config, f, index), call_policy(config, f))
             for f in config.aggregator_fallbacks
         )
     model = _model(config, spec, index)
-    return _Agent(spec, model, layer, index, config, call_policy(config, spec), fallbacks)
+    policy = call_policy(config, spec)
+    stream = aggregator or stream_proposers
+    return _Agent(spec, model, layer, index, config, policy, fallbacks, stream)
 
 
-def _agents(config: MoAConfig) -> list[_Agent]:
+def _agents(config: MoAConfig, *, stream_proposers: bool = True) -> list[_Agent]:
     layers = [*config.layers, [config.aggregator]]
     return [
-        _agent(config, spec, number, index)
+        _agent(config, spec, number, index, stream_proposers=stream_proposers)
         for number, layer in enumerate(layers, 1)
         for index, spec in enumerate(layer)
     ]

@@ -186,6 +186,11 @@ def _retrying(policy: CallPolicy, cls: type[Any]) -> Any:
     )
 
 
+def _no_stream(stream: bool) -> dict[str, Any]:
+    # LangChain reads a falsy ``stream`` call argument as "do not stream".
+    return {} if stream else {"stream": False}
+
+
 def _checked(reply: Any) -> AIMessage:
     if not isinstance(reply, AIMessage):
         raise TypeError(f"a chat model returned {type(reply).__name__}, not an AIMessage")
@@ -199,8 +204,13 @@ async def acall(
     messages: Sequence[BaseMessage],
     config: RunnableConfig,
     policy: CallPolicy,
+    *,
+    stream: bool = True,
 ) -> AIMessage:
     """Call a model with the policy's rate limit, timeout and retries.
+
+    With ``stream=False`` the model never streams, even under a caller that streams
+    messages: no per-token callbacks, one response to parse.
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
@@ -211,7 +221,8 @@ async def acall(
             await policy.rate_limiter.aacquire()
         try:
             async with asyncio.timeout(policy.timeout_s):
-                return _checked(await model.ainvoke(list(messages), config))
+                reply = await model.ainvoke(list(messages), config, **_no_stream(stream))
+                return _checked(reply)
         except TimeoutError:
             raise TimeoutError(f"no reply within {policy.timeout_s:g}s") from None
 
@@ -227,6 +238,8 @@ def call(
     messages: Sequence[BaseMessage],
     config: RunnableConfig,
     policy: CallPolicy,
+    *,
+    stream: bool = True,
 ) -> AIMessage:
     """Call a model synchronously, as :func:`acall` does.
 
@@ -240,7 +253,7 @@ def call(
     def attempt() -> AIMessage:
         if policy.rate_limiter:
             policy.rate_limiter.acquire()
-        return _checked(model.invoke(list(messages), config))
+        return _checked(model.invoke(list(messages), config, **_no_stream(stream)))
 
     try:
         reply: AIMessage = _retrying(policy, Retrying)(attempt)

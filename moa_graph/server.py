@@ -175,7 +175,8 @@ class _ServedModel:
         self.default = self._compile(self.config)
 
     def _compile(self, config: MoAConfig) -> CompiledStateGraph[Any, Any, Any, Any]:
-        return create_moa(config).compile(checkpointer=self.checkpointer, name=self.name)
+        builder = create_moa(config, stream_proposers=False)
+        return builder.compile(checkpointer=self.checkpointer, name=self.name)
 
     def graph(
         self, temperature: float | None, max_tokens: int | None, scope: str

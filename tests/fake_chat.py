@@ -29,6 +29,7 @@ class FakeChatModel(BaseChatModel):
         input_tokens: Reported prompt tokens per call.
         output_tokens: Reported completion tokens per call.
         calls: Every message list received, in call order.
+        streamed_calls: How many calls were streamed.
     """
 
     model_name: str = "fake"
@@ -38,6 +39,7 @@ class FakeChatModel(BaseChatModel):
     input_tokens: int = 10
     output_tokens: int = 5
     calls: list[list[BaseMessage]] = Field(default_factory=list)
+    streamed_calls: int = 0
 
     @property
     def _llm_type(self) -> str:
@@ -108,6 +110,7 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         text, usage, delay = self._answer(messages)
+        self.streamed_calls += 1
         time.sleep(delay)
         for chunk in self._chunks(text, usage):
             if run_manager:
@@ -122,6 +125,7 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         text, usage, delay = self._answer(messages)
+        self.streamed_calls += 1
         await asyncio.sleep(delay)
         for chunk in self._chunks(text, usage):
             if run_manager:

@@ -185,6 +185,27 @@ def test_streaming_tags_let_callers_keep_only_the_answer(two_layers) -> None:
     assert {e["moa_preset"] for e in progress if "moa_preset" in e} == {"test"}
 
 
+@pytest.mark.parametrize("use_async", [True, False])
+def test_answer_only_streaming_keeps_proposers_from_streaming(two_layers, use_async) -> None:
+    config, models = two_layers
+    graph = create_moa(config, stream_proposers=False).compile()
+    modes = ["messages", "values"]
+    question = {"messages": [("user", "Q?")]}
+
+    async def collect():
+        return [e async for e in graph.astream(question, stream_mode=modes)]
+
+    events = (
+        asyncio.run(collect()) if use_async else list(graph.stream(question, stream_mode=modes))
+    )
+    chunks = [payload for mode, payload in events if mode == "messages"]
+    assert {meta["moa_role"] for _, meta in chunks} == {"aggregator"}
+    assert "".join(c.content for c, _ in chunks) == "agg answers: Q?"
+    assert [models[n].streamed_calls for n in "abcde"] == [0] * 5  # one response each
+    assert models["agg"].streamed_calls == 1
+    assert len(events[-1][1]["proposals"]) == 5
+
+
 def test_stream_moa_yields_progress_tokens_then_the_result(two_layers) -> None:
     config, _ = two_layers
     graph = create_moa(config).compile()
