@@ -112,7 +112,7 @@ async def main() -> None:
             results[shape] = await measure(shape, url, args.runs, Path(tmp) / f"{shape}.db")
     text = table(args.latency, args.runs, results)
     print(text)
-    print(f"saved to {save('overhead', text)}")
+    print(f"saved to {save(f'overhead-L{args.latency * 1000:.0f}ms', text)}")
 
 
 if __name__ == "__main__":
