@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
@@ -314,6 +315,7 @@ def create_moa(
     *,
     context_schema: type[Any] | None = None,
     stream_proposers: bool = True,
+    cache: BaseCache | None = None,
 ) -> StateGraph[MoAState, Any, MoAInput, MoAOutput]:
     """Build a Mixture-of-Agents graph.
 
@@ -331,6 +333,12 @@ def create_moa(
             ``stream_mode="messages"``. Callers that show only the final answer
             should pass False: proposers then answer in one response each, which
             saves a callback per token (the aggregator always streams).
+        cache: A LangChain cache for the model calls that are repeatable: those at
+            temperature 0 or with a seed. Graphs built with the same cache pay once
+            for a call they share (same model, settings and messages), e.g. every
+            configuration of an experiment that asks the same greedy question.
+            Sampled calls without a seed, and model instances given in the config,
+            are never cached, so identical sampled agents still differ.
 
     Returns:
         The uncompiled graph; compile it with any checkpointer.
@@ -347,7 +355,7 @@ def create_moa(
         MoAState, context_schema, input_schema=MoAInput, output_schema=MoAOutput
     )
     builder.graph_name = f"MoA {config.name}" if config.name else "MoA"  # type: ignore[attr-defined]
-    agents = _agents(config, stream_proposers=stream_proposers)
+    agents = _agents(config, stream_proposers=stream_proposers, cache=cache)
     previous: list[str] = []
     for number in range(1, len(config.layers) + 2):  # the aggregator is the last "layer"
         layer = [agent for agent in agents if agent.layer == number]
@@ -375,32 +383,47 @@ class _MoAGraph(StateGraph[MoAState, Any, MoAInput, MoAOutput]):
         return super().compile(*args, name=name or self.graph_name, **kwargs)
 
 
-def _model(config: MoAConfig, spec: AgentSpec, index: int) -> BaseChatModel:
-    return resolve_model(
-        spec, **config.sampling(spec, index), timeout_s=call_policy(config, spec).timeout_s
-    )
+def _model(
+    config: MoAConfig, spec: AgentSpec, index: int, cache: BaseCache | None = None
+) -> BaseChatModel:
+    sampling = config.sampling(spec, index)
+    model = resolve_model(spec, **sampling, timeout_s=call_policy(config, spec).timeout_s)
+    repeatable = sampling["temperature"] == 0 or sampling["seed"] is not None
+    # An instance from the config carries its own settings, so its calls may not repeat.
+    if cache is not None and repeatable and not isinstance(spec.model, BaseChatModel):
+        # A copy: resolved clients are shared between graphs that may not use a cache.
+        model = model.model_copy(update={"cache": cache})
+    return model
 
 
 def _agent(
-    config: MoAConfig, spec: AgentSpec, layer: int, index: int, *, stream_proposers: bool
+    config: MoAConfig,
+    spec: AgentSpec,
+    layer: int,
+    index: int,
+    *,
+    stream_proposers: bool,
+    cache: BaseCache | None,
 ) -> _Agent:
     fallbacks: tuple[tuple[AgentSpec, BaseChatModel, CallPolicy], ...] = ()
     aggregator = layer > len(config.layers)
     if aggregator:
         fallbacks = tuple(
-            (f, _model(config, f, index), call_policy(config, f))
+            (f, _model(config, f, index, cache), call_policy(config, f))
             for f in config.aggregator_fallbacks
         )
-    model = _model(config, spec, index)
+    model = _model(config, spec, index, cache)
     policy = call_policy(config, spec)
     stream = aggregator or stream_proposers
     return _Agent(spec, model, layer, index, config, policy, fallbacks, stream)
 
 
-def _agents(config: MoAConfig, *, stream_proposers: bool = True) -> list[_Agent]:
+def _agents(
+    config: MoAConfig, *, stream_proposers: bool = True, cache: BaseCache | None = None
+) -> list[_Agent]:
     layers = [*config.layers, [config.aggregator]]
     return [
-        _agent(config, spec, number, index, stream_proposers=stream_proposers)
+        _agent(config, spec, number, index, stream_proposers=stream_proposers, cache=cache)
         for number, layer in enumerate(layers, 1)
         for index, spec in enumerate(layer)
     ]

@@ -50,6 +50,13 @@ Prices = Annotated[
     ),
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Draw no progress bar.")]
+ShareCalls = Annotated[
+    bool,
+    typer.Option(
+        "--share-calls/--no-share-calls",
+        help="Pay once for a greedy or seeded call that several configurations make.",
+    ),
+]
 
 
 def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
@@ -93,34 +100,47 @@ def run_command(
     dataset: Dataset,
     out: Out = Path("eval-results"),
     preset: Preset = None,
-    config_file: ConfigFile = None,
+    config_files: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (YAML, TOML or JSON); repeat to compare several.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Limit = None,
     seed: Seed = 0,
     offset: Offset = 0,
     concurrency: Concurrency = 4,
     prices: Prices = None,
     no_progress: NoProgress = False,
+    share_calls: ShareCalls = True,
     langsmith: Annotated[
         bool, typer.Option("--langsmith", help="Run as a LangSmith experiment (needs a key).")
     ] = False,
 ) -> None:
-    """Run one configuration on a benchmark; rerun the same command to resume."""
+    """Run configurations on a benchmark, one after another; rerun the command to resume."""
     from moa_graph.eval.datasets import load_dataset
-    from moa_graph.eval.runner import config_label, run_eval, select_items
+    from moa_graph.eval.runner import run_evals, select_items
+    from moa_graph.graph import resolve_config
 
-    config = _base(preset, config_file)
+    if preset and config_files:
+        _base(preset, config_files[0])  # raises the one-line error
+    configs = [resolve_config(path) for path in config_files or []] or [_base(preset, None)]
     if langsmith:
         from moa_graph.eval.tracking import run_langsmith_experiment
 
         items = select_items(load_dataset(dataset), limit=limit, seed=seed, offset=offset)
-        asyncio.run(run_langsmith_experiment(config, dataset, items, concurrency=concurrency))
+        for config in configs:
+            asyncio.run(run_langsmith_experiment(config, dataset, items, concurrency=concurrency))
         return
     out = out / dataset
     results = asyncio.run(
-        run_eval(config, dataset, out, limit=limit, seed=seed, offset=offset,
-                 concurrency=concurrency, progress=not no_progress)
+        run_evals(configs, dataset, out, share_calls=share_calls, limit=limit, seed=seed,
+                  offset=offset, concurrency=concurrency, progress=not no_progress)
     )  # fmt: skip
-    _finish(dataset, {config_label(config): results}, out, prices, f"{dataset}")
+    _finish(dataset, results, out, prices, f"{dataset}")
 
 
 @app.command("experiment")
@@ -139,14 +159,16 @@ def experiment_command(
     concurrency: Concurrency = 4,
     prices: Prices = None,
     no_progress: NoProgress = False,
+    share_calls: ShareCalls = True,
 ) -> None:
     """Run an experiment's configurations on the same items and write the report."""
     from moa_graph.eval.experiments import run_experiment
 
     out = out / dataset
     results = asyncio.run(
-        run_experiment(name, _base(preset, config_file), dataset, out, limit=limit, seed=seed,
-                       offset=offset, concurrency=concurrency, progress=not no_progress)
+        run_experiment(name, _base(preset, config_file), dataset, out, share_calls=share_calls,
+                       limit=limit, seed=seed, offset=offset, concurrency=concurrency,
+                       progress=not no_progress)
     )  # fmt: skip
     _finish(dataset, results, out, prices, f"{name} on {dataset}")
 

@@ -12,12 +12,13 @@ aggregates every MoA configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from moa_graph.config import AgentSpec, MoAConfig
-from moa_graph.eval.datasets import EXACT, Item
-from moa_graph.eval.runner import ItemResult, run_eval
+from moa_graph.eval.datasets import EXACT
+from moa_graph.eval.runner import ItemResult, run_evals
 
 
 def _unnamed(agent: AgentSpec, **update: object) -> AgentSpec:
@@ -114,31 +115,22 @@ async def run_experiment(
     dataset: str,
     out_dir: str | Path,
     *,
-    items: Sequence[Item] | None = None,
-    limit: int | None = None,
-    seed: int = 0,
-    offset: int = 0,
-    concurrency: int = 4,
-    progress: bool = True,
+    share_calls: bool = True,
+    **options: Any,
 ) -> dict[str, list[ItemResult]]:
     """Run every configuration of an experiment on the same items, one after another.
 
+    Args:
+        name: An experiment of :data:`EXPERIMENTS`.
+        base: The config the experiment's configurations are built from.
+        dataset: The benchmark.
+        out_dir: Where each ``<label>.jsonl`` is saved (a rerun resumes).
+        share_calls: Pay once for repeatable calls the configurations share
+            (see :func:`~moa_graph.eval.runner.run_evals`).
+        **options: The other arguments of :func:`~moa_graph.eval.runner.run_eval`.
+
     Returns:
-        The results of each configuration, by label; saved under ``out_dir`` as
-        ``<label>.jsonl`` (a rerun resumes).
+        The results of each configuration, by label.
     """
     configs = experiment_configs(name, base, exact=dataset in EXACT)
-    return {
-        config.name or "": await run_eval(
-            config,
-            dataset,
-            out_dir,
-            items=items,
-            limit=limit,
-            seed=seed,
-            offset=offset,
-            concurrency=concurrency,
-            progress=progress,
-        )
-        for config in configs
-    }
+    return await run_evals(configs, dataset, out_dir, share_calls=share_calls, **options)

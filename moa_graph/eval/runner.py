@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_core.caches import BaseCache, InMemoryCache
 from langchain_core.messages import AnyMessage, HumanMessage
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -133,6 +134,42 @@ def config_label(config: MoAConfig) -> str:
     return config.name or "moa"
 
 
+async def run_evals(
+    configs: Sequence[MoAConfig],
+    dataset: str,
+    out_dir: str | Path,
+    *,
+    share_calls: bool = True,
+    **options: Any,
+) -> dict[str, list[ItemResult]]:
+    """Run several configurations on the same items, one after another.
+
+    Args:
+        configs: The configurations; their labels must differ.
+        dataset: The benchmark, as for :func:`run_eval`.
+        out_dir: Where each ``<label>.jsonl`` is written (a rerun resumes).
+        share_calls: Pay once for a repeatable model call that several configurations
+            make (the same greedy or seeded sample), within this run. Put the config
+            whose calls the others reuse first.
+        **options: The other arguments of :func:`run_eval` (``limit``, ``seed``, ...).
+
+    Returns:
+        The results of each configuration, by label, in the order given.
+
+    Raises:
+        ValueError: Two configurations have the same label.
+    """
+    labels = [config_label(config) for config in configs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"configurations need distinct names; repeated: {', '.join(repeated)}")
+    cache = InMemoryCache() if share_calls else None
+    return {
+        label: await run_eval(config, dataset, out_dir, cache=cache, **options)
+        for label, config in zip(labels, configs, strict=True)
+    }
+
+
 async def run_eval(
     config: MoAConfig,
     dataset: str,
@@ -144,6 +181,7 @@ async def run_eval(
     offset: int = 0,
     concurrency: int = 4,
     progress: bool = True,
+    cache: BaseCache | None = None,
 ) -> list[ItemResult]:
     """Run a benchmark on one configuration; resume from earlier results.
 
@@ -157,6 +195,9 @@ async def run_eval(
         offset: Skip this many items of the seeded order first.
         concurrency: Items answered at once.
         progress: Draw a progress bar on stderr.
+        cache: Shared with other runs, it answers the repeatable calls (temperature 0
+            or seeded) they already made; see :func:`~moa_graph.graph.create_moa`.
+            Tokens and cost still count every call; wall time counts those made.
 
     Returns:
         The results of the selected items, in selection order. Items whose run
@@ -172,7 +213,7 @@ async def run_eval(
     path.parent.mkdir(parents=True, exist_ok=True)
     done = read_results(path)
     todo = [item for item in chosen if item.id not in done]
-    graph = create_moa(config).compile()
+    graph = create_moa(config, cache=cache).compile()
     semaphore = asyncio.Semaphore(concurrency)
     errors: list[str] = []
     console = Console(stderr=True)
