@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from moa_graph.config import MoAConfig
+from moa_graph.errors import ConfigError
 from moa_graph.eval.datasets import Item, load_dataset
 from moa_graph.eval.scoring import SCORERS
 from moa_graph.graph import create_moa
@@ -157,12 +158,12 @@ async def run_evals(
         The results of each configuration, by label, in the order given.
 
     Raises:
-        ValueError: Two configurations have the same label.
+        ConfigError: Two configurations have the same label.
     """
     labels = [config_label(config) for config in configs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
-        raise ValueError(f"configurations need distinct names; repeated: {', '.join(repeated)}")
+        raise ConfigError(f"configurations need distinct names; repeated: {', '.join(repeated)}")
     cache = InMemoryCache() if share_calls else None
     return {
         label: await run_eval(config, dataset, out_dir, cache=cache, **options)

