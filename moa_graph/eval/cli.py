@@ -59,13 +59,19 @@ ShareCalls = Annotated[
 ]
 
 
-def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
+def _configs(preset: str | None, config_files: list[Path] | None) -> list[MoAConfig]:
     from moa_graph.errors import ConfigError
     from moa_graph.graph import resolve_config
 
-    if preset and config_file:
+    if preset and config_files:
         raise ConfigError("give --preset or --config, not both")
-    return resolve_config(config_file if config_file else (preset or "local"))
+    return [resolve_config(path) for path in config_files or []] or [
+        resolve_config(preset or "local")
+    ]
+
+
+def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
+    return _configs(preset, [config_file] if config_file else None)[0]
 
 
 def _finish(
@@ -123,11 +129,8 @@ def run_command(
     """Run configurations on a benchmark, one after another; rerun the command to resume."""
     from moa_graph.eval.datasets import load_dataset
     from moa_graph.eval.runner import run_evals, select_items
-    from moa_graph.graph import resolve_config
 
-    if preset and config_files:
-        _base(preset, config_files[0])  # raises the one-line error
-    configs = [resolve_config(path) for path in config_files or []] or [_base(preset, None)]
+    configs = _configs(preset, config_files)
     if langsmith:
         from moa_graph.eval.tracking import run_langsmith_experiment
 

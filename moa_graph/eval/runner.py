@@ -165,6 +165,8 @@ async def run_evals(
     if repeated:
         raise ConfigError(f"configurations need distinct names; repeated: {', '.join(repeated)}")
     cache = InMemoryCache() if share_calls else None
+    if options.get("items") is None:
+        options["items"] = load_dataset(dataset)  # read once, not once per config
     return {
         label: await run_eval(config, dataset, out_dir, cache=cache, **options)
         for label, config in zip(labels, configs, strict=True)
