@@ -1,4 +1,4 @@
-"""Aggregation strategies: how the aggregator turns the last layer's proposals into one answer.
+r"""Aggregation strategies: how the aggregator turns the last layer's proposals into one answer.
 
 - ``synthesize``: the paper's aggregate-and-synthesize (the aggregator writes a new answer).
 - ``rank``: the aggregator is an LLM ranker: it names the best proposal, which is returned
@@ -6,6 +6,12 @@
 - ``vote``: no model call; the answer most proposals reached (their last number, else their
   normalized text) wins, and the first proposal with it is returned.
 - ``vote-hint``: synthesize, but first tell the aggregator which answer most proposals reached.
+- ``consensus``: no model call; the proposal that agrees most with the others. Stated final
+  answers (``The answer is 42``, ``\boxed{}``, a lone letter) are voted on; code is checked
+  against the prompt's examples when ``check_code`` is on; other text goes to the proposal
+  closest to all the others by word and word-pair overlap.
+- ``auto``: per prompt, from the proposals: a vote where they state final answers, the code
+  check of ``consensus`` for code, and ``synthesize`` for any other text.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 
-Aggregation = Literal["synthesize", "rank", "vote", "vote-hint"]
+from moa_graph import agreement
+from moa_graph.code_check import examples_passed
+
+Aggregation = Literal["synthesize", "rank", "vote", "vote-hint", "consensus", "auto"]
 """The name of an aggregation strategy."""
 
 RANK_PROMPT = (
@@ -119,9 +128,67 @@ def chosen(reply: AIMessage, references: Sequence[str]) -> AIMessage:
 def voted(references: Sequence[str]) -> AIMessage:
     """Return the first proposal with the majority answer; no model is called."""
     _, count, index = majority(references)
+    return _picked(references, index, "vote", moa_votes=count)
+
+
+def _picked(references: Sequence[str], index: int, how: str, **metadata: Any) -> AIMessage:
+    """Return proposal ``index`` as the answer; no model was called."""
     usage = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
     return AIMessage(
         references[index],
         usage_metadata=usage,
-        response_metadata={"moa_chosen": index, "moa_votes": count},
+        response_metadata={"moa_chosen": index, "moa_strategy": how, **metadata},
     )
+
+
+def _by_answer(references: Sequence[str]) -> AIMessage:
+    _, count, index = agreement.answer_majority(references)
+    return _picked(references, index, "vote", moa_votes=count)
+
+
+def _by_code(prompt: str, references: Sequence[str], *, check_code: bool) -> AIMessage:
+    """Pick the code that passes most of the prompt's examples, then the most agreed."""
+    passed = examples_passed(prompt, references) if check_code else None
+    if passed is None:
+        return _picked(references, agreement.most_agreed(references), "similarity")
+    best = [i for i, count in enumerate(passed) if count == max(passed)]
+    index = agreement.most_agreed(references, among=best)
+    return _picked(references, index, "examples", moa_examples_passed=passed)
+
+
+def consensus(prompt: str, references: Sequence[str], *, check_code: bool = False) -> AIMessage:
+    """Return the proposal that agrees most with the others; no model is called.
+
+    Args:
+        prompt: The user's last message (its examples check code).
+        references: The proposals, in agent order.
+        check_code: Run code proposals against the prompt's doctest examples.
+    """
+    kind = agreement.kind_of(references)
+    if kind == "answer":
+        return _by_answer(references)
+    if kind == "code":
+        return _by_code(prompt, references, check_code=check_code)
+    return _picked(references, agreement.most_agreed(references), "similarity")
+
+
+def select(
+    strategy: Aggregation, prompt: str, references: Sequence[str], *, check_code: bool = False
+) -> AIMessage | None:
+    """Return the answer of a strategy that needs no model call here, else None.
+
+    ``auto`` votes on stated answers, checks code like ``consensus``, and returns None
+    for other text, which the aggregator then synthesizes.
+
+    Raises:
+        ValueError: There are no proposals.
+    """
+    if strategy in ("vote", "consensus", "auto") and not references:
+        raise ValueError("there are no proposals to choose from")
+    if strategy == "vote":
+        return voted(references)
+    if strategy == "consensus":
+        return consensus(prompt, references, check_code=check_code)
+    if strategy == "auto" and agreement.kind_of(references) != "text":
+        return consensus(prompt, references, check_code=check_code)
+    return None

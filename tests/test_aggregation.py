@@ -82,3 +82,83 @@ def test_vote_hint_reaches_the_aggregator(fake_model) -> None:
     config = {"layers": [proposers], "aggregator": aggregator, "aggregation": "vote-hint"}
     create_moa(config).compile().invoke({"messages": [("user", "2+2?")]})
     assert "2 of the 3 responses reached the final answer 5" in aggregator.calls[0][0].text
+
+
+def _run(fake_model, replies, aggregation, **config):
+    proposers = [fake_model(f"p{i}", reply=lambda m, msgs, r=r: r) for i, r in enumerate(replies)]
+    aggregator = fake_model("agg", reply=lambda model, messages: "A synthesis")
+    config = {"layers": [proposers], "aggregator": aggregator, "aggregation": aggregation, **config}
+    result = create_moa(config).compile().invoke({"messages": [("user", PROMPT)]})
+    return result, aggregator
+
+
+PROMPT = '''Complete the function.
+```python
+from typing import List
+
+def total(xs: List[int]) -> int:
+    """Sum a list.
+    >>> total([1, 2])
+    3
+    >>> total([])
+    0
+    """
+```'''
+WRONG = "```python\ndef total(xs: List[int]) -> int:\n    return len(xs)\n```"
+RIGHT = "Sure.\n```python\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```"
+POEMS = [
+    "Stock prices rose on Tuesday",
+    "Red and gold, the leaves drift down to the ground",  # shares most with both others
+    "The leaves drift down",
+]
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "replies", "answer", "how", "aggregator_calls"),
+    [
+        (
+            "consensus",
+            ["The answer is 4", "The answer is 5", "#### 5"],
+            "The answer is 5",
+            "vote",
+            0,
+        ),
+        ("auto", ["The answer is 4", "The answer is 5", "#### 5"], "The answer is 5", "vote", 0),
+        ("consensus", POEMS, POEMS[1], "similarity", 0),
+        ("auto", POEMS, "A synthesis", None, 1),
+    ],
+)
+def test_consensus_and_auto_in_the_graph(
+    fake_model, aggregation, replies, answer, how, aggregator_calls
+) -> None:
+    result, aggregator = _run(fake_model, replies, aggregation)
+    message = result["messages"][-1]
+    assert message.text == answer
+    assert message.response_metadata.get("moa_strategy") == how
+    assert len(aggregator.calls) == aggregator_calls
+    # proposals and usage are recorded as for every strategy: 3 proposals of 15 tokens
+    assert [p.content for p in result["proposals"]] == replies
+    assert result["usage"]["total_tokens"] == 45 + 15 * aggregator_calls
+
+
+@pytest.mark.parametrize("aggregation", ["consensus", "auto"])
+def test_code_is_checked_against_the_prompts_examples(fake_model, aggregation) -> None:
+    result, aggregator = _run(fake_model, [WRONG, WRONG, RIGHT], aggregation, check_code=True)
+    message = result["messages"][-1]
+    assert message.text == RIGHT
+    assert message.response_metadata["moa_examples_passed"] == [1, 1, 2]  # total([]) == 0 passes
+    assert aggregator.calls == []
+
+
+def test_code_is_never_run_unless_asked(fake_model) -> None:
+    result, _ = _run(fake_model, [WRONG, WRONG, RIGHT], "auto")
+    assert result["messages"][-1].text == WRONG  # the most agreed proposal
+    assert result["messages"][-1].response_metadata["moa_strategy"] == "similarity"
+
+
+def test_unknown_aggregation_is_a_config_error() -> None:
+    from moa_graph.config import config_from_data
+    from moa_graph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="aggregation"):
+        config_from_data({"layers": [["openai:a"]], "aggregator": "openai:b", "aggregation": "x"})

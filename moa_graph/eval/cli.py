@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="eval",
-    help="Benchmarks (MT-Bench, AlpacaEval, GSM8K, MATH, MMLU), experiments and reports.",
+    help="Benchmarks (MT-Bench, AlpacaEval, GSM8K, MATH, MMLU, IFEval, HumanEval), experiments "
+    "and reports.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -32,7 +33,9 @@ ConfigFile = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--config", "-c", help="Config file (YAML, TOML or JSON).", show_default=False),
 ]
-Dataset = Annotated[str, typer.Argument(help="mt-bench, alpaca-eval, gsm8k, math or mmlu.")]
+Dataset = Annotated[
+    str, typer.Argument(help="mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval or humaneval.")
+]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Directory for results and report.")]
 Limit = Annotated[
     Optional[int],  # noqa: UP045
@@ -50,6 +53,15 @@ Prices = Annotated[
     ),
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Draw no progress bar.")]
+Baseline = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--baseline",
+        "-b",
+        help="Pair every configuration with this one: items fixed, broken, McNemar p.",
+        show_default=False,
+    ),
+]
 ShareCalls = Annotated[
     bool,
     typer.Option(
@@ -80,6 +92,7 @@ def _finish(
     out: Path,
     prices: Path | None,
     title: str,
+    baseline: str | None = None,
 ) -> None:
     from moa_graph.eval.datasets import load_dataset
     from moa_graph.eval.outputs import write_alpaca_outputs, write_mtbench_answers
@@ -95,7 +108,7 @@ def _finish(
             else:
                 path = write_mtbench_answers(items, rows, target / f"{label}.jsonl", label)
             _out.print(f"wrote {path}", highlight=False)
-    write_report(results, out, prices=load_prices(prices), title=title)
+    write_report(results, out, prices=load_prices(prices), title=title, baseline=baseline)
     _out.print((out / "results.md").read_text(encoding="utf-8"), highlight=False, markup=False)
     files = ", ".join(str(out / f) for f in ("results.md", "results.csv", "accuracy_vs_cost.png"))
     _out.print(f"report: {files}", highlight=False)
@@ -122,6 +135,7 @@ def run_command(
     prices: Prices = None,
     no_progress: NoProgress = False,
     share_calls: ShareCalls = True,
+    baseline: Baseline = None,
     langsmith: Annotated[
         bool, typer.Option("--langsmith", help="Run as a LangSmith experiment (needs a key).")
     ] = False,
@@ -143,7 +157,7 @@ def run_command(
         run_evals(configs, dataset, out, share_calls=share_calls, limit=limit, seed=seed,
                   offset=offset, concurrency=concurrency, progress=not no_progress)
     )  # fmt: skip
-    _finish(dataset, results, out, prices, f"{dataset}")
+    _finish(dataset, results, out, prices, f"{dataset}", baseline)
 
 
 @app.command("experiment")
@@ -180,11 +194,13 @@ def experiment_command(
 def report_command(
     results: Annotated[Path, typer.Argument(help="A directory of <config>.jsonl results.")],
     prices: Prices = None,
+    baseline: Baseline = None,
 ) -> None:
     """Write the table and plot again from saved results (e.g. after editing prices)."""
     from moa_graph.eval.report import load_prices, write_report
 
-    write_report(results, results, prices=load_prices(prices), title=results.name)
+    title = results.name
+    write_report(results, results, prices=load_prices(prices), title=title, baseline=baseline)
     _out.print((results / "results.md").read_text(encoding="utf-8"), markup=False)
 
 

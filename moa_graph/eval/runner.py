@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.caches import BaseCache, InMemoryCache
+from langchain_core.caches import BaseCache
 from langchain_core.messages import AnyMessage, HumanMessage
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -22,8 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from moa_graph.config import MoAConfig
 from moa_graph.errors import ConfigError
+from moa_graph.eval.calls import SQLiteCallCache
 from moa_graph.eval.datasets import Item, load_dataset
-from moa_graph.eval.scoring import SCORERS
+from moa_graph.eval.scoring import is_correct, score
 from moa_graph.graph import create_moa
 
 
@@ -35,6 +36,10 @@ class ItemResult(BaseModel):
         label: The configuration's label.
         outputs: The final answer to each user turn.
         correct: Whether the last answer is right, for exactly scored benchmarks.
+        metrics: The scorer's metrics of the last answer (e.g. IFEval's strict and
+            loose accuracies); ``correct`` is its primary one.
+        proposals: The last layer's proposals to the last turn, in agent order
+            (failed ones empty), to study what an aggregation could have picked.
         tokens: Input and output tokens per model id, over every call of every turn.
         wall_s: Wall time of the item, all turns.
     """
@@ -43,6 +48,8 @@ class ItemResult(BaseModel):
     label: str
     outputs: list[str]
     correct: bool | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    proposals: list[str] = Field(default_factory=list)
     tokens: dict[str, tuple[int, int]] = Field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -118,16 +125,27 @@ async def _answer(
         messages = state["messages"]
         outputs.append(messages[-1].text)
         _tokens(config, state, tokens)
-    scorer = SCORERS.get(dataset)
-    correct = scorer(outputs[-1], item.reference) if scorer and item.reference else None
+    wall_s = time.perf_counter() - started
+    metrics = await asyncio.to_thread(score, dataset, outputs[-1], item)  # may run code
     return ItemResult(
         id=item.id,
         label=label,
         outputs=outputs,
-        correct=correct,
+        correct=None if metrics is None else is_correct(dataset, metrics),
+        metrics=metrics or {},
+        proposals=_last_proposals(config, state),
         tokens={model: (i, o) for model, (i, o) in tokens.items() if i or o},
-        wall_s=time.perf_counter() - started,
+        wall_s=wall_s,
     )
+
+
+def _last_proposals(config: MoAConfig, state: dict[str, Any]) -> list[str]:
+    last = len(config.layers)
+    ordered = sorted(
+        (p for p in state.get("proposals", []) if p.layer == last), key=lambda p: (p.turn, p.index)
+    )
+    by_index = {p.index: p.content for p in ordered}  # the last turn's overwrite earlier ones
+    return [by_index.get(i, "") for i in range(len(config.layers[-1]))]
 
 
 def config_label(config: MoAConfig) -> str:
@@ -149,9 +167,9 @@ async def run_evals(
         configs: The configurations; their labels must differ.
         dataset: The benchmark, as for :func:`run_eval`.
         out_dir: Where each ``<label>.jsonl`` is written (a rerun resumes).
-        share_calls: Pay once for a repeatable model call that several configurations
-            make (the same greedy or seeded sample), within this run. Put the config
-            whose calls the others reuse first.
+        share_calls: Pay once for a repeatable model call (the same greedy or seeded
+            sample) that several configurations make, in this run or an earlier one:
+            such calls are kept in ``<out_dir>/calls.sqlite``.
         **options: The other arguments of :func:`run_eval` (``limit``, ``seed``, ...).
 
     Returns:
@@ -164,7 +182,10 @@ async def run_evals(
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"configurations need distinct names; repeated: {', '.join(repeated)}")
-    cache = InMemoryCache() if share_calls else None
+    cache = None
+    if share_calls:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        cache = SQLiteCallCache(Path(out_dir) / "calls.sqlite")
     if options.get("items") is None:
         options["items"] = load_dataset(dataset)  # read once, not once per config
     return {

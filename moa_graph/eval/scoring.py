@@ -1,9 +1,19 @@
-"""Exact scorers: final-answer extraction and normalization for GSM8K, MATH and MMLU."""
+"""Exact scorers: final answers for GSM8K, MATH and MMLU; IFEval and HumanEval by their checks.
+
+Every benchmark's scorer turns a response into metrics (``{"accuracy": 1.0}``); the
+first metric of :data:`PRIMARY` decides whether an item counts as correct.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
+
+from moa_graph.eval.datasets import Item
+
+Metrics = dict[str, float]
+"""A response's scores by metric name; weighted metrics come with their weight."""
 
 _NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\$?\s?\.\d+")
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)", re.IGNORECASE)
@@ -144,5 +154,45 @@ def score_mmlu(response: str, reference: str) -> bool:
     return extract_letter(response) == reference.strip().upper()
 
 
-SCORERS = {"gsm8k": score_gsm8k, "math": score_math, "mmlu": score_mmlu}
-"""The exact scorer of each benchmark that has one."""
+_BY_REFERENCE: dict[str, Callable[[str, str], bool]] = {
+    "gsm8k": score_gsm8k,
+    "math": score_math,
+    "mmlu": score_mmlu,
+}
+
+PRIMARY = {"ifeval": "prompt_strict", "humaneval": "pass@1"}
+"""The metric that decides an item's ``correct``, where it is not ``accuracy``."""
+
+WEIGHTS = {"instruction_strict": "instructions", "instruction_loose": "instructions"}
+"""Metrics averaged over what another metric counts (IFEval's instruction level)."""
+
+
+def has_scorer(dataset: str) -> bool:
+    """Return whether a benchmark is scored exactly, without a judge."""
+    return dataset in _BY_REFERENCE or dataset in PRIMARY
+
+
+def score(dataset: str, response: str, item: Item) -> Metrics | None:
+    """Return a response's metrics on a benchmark item, or None without a scorer.
+
+    HumanEval runs the code in a separate process (seconds): call it from a thread
+    in async code.
+    """
+    if dataset in _BY_REFERENCE:
+        if item.reference is None:
+            return None
+        return {"accuracy": float(_BY_REFERENCE[dataset](response, item.reference))}
+    if dataset == "ifeval":
+        from moa_graph.eval.ifeval import score_ifeval
+
+        return score_ifeval(response, item)
+    if dataset == "humaneval":
+        from moa_graph.eval.humaneval import score_humaneval
+
+        return score_humaneval(response, item)
+    return None
+
+
+def is_correct(dataset: str, metrics: Metrics) -> bool:
+    """Return whether metrics count as a correct answer (the primary metric is 1)."""
+    return metrics[PRIMARY.get(dataset, "accuracy")] == 1.0

@@ -12,7 +12,7 @@ from moa_graph.config import MoAConfig
 from moa_graph.errors import MoAError
 from moa_graph.eval.datasets import Item
 from moa_graph.eval.runner import config_label
-from moa_graph.eval.scoring import SCORERS
+from moa_graph.eval.scoring import has_scorer, is_correct, score
 from moa_graph.graph import create_moa
 
 
@@ -26,7 +26,7 @@ def langsmith_dataset(client: Any, dataset: str, items: Sequence[Item]) -> str:
             examples=[
                 {
                     "inputs": {"turns": list(item.turns)},
-                    "outputs": {"reference": item.reference},
+                    "outputs": {"reference": item.reference, "item": item.id},
                     "metadata": {"item": item.id},
                 }
                 for item in items
@@ -61,10 +61,12 @@ async def run_langsmith_experiment(
         return {"answer": messages[-1].text}
 
     evaluators: list[Any] = []
-    if scorer := SCORERS.get(dataset):
+    if has_scorer(dataset):
+        by_id = {item.id: item for item in items}
 
         def correct(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> bool:
-            return scorer(outputs["answer"], reference_outputs["reference"])
+            metrics = score(dataset, outputs["answer"], by_id[reference_outputs["item"]])
+            return metrics is not None and is_correct(dataset, metrics)
 
         evaluators.append(correct)
     return await aevaluate(

