@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from moa_graph.eval.cli import app as eval_app
 from moa_graph.local.cli import app as models_app
@@ -70,7 +70,8 @@ def _main(
 
 
 def _print_error(message: str) -> None:
-    _err.print("[bold red]error:[/]", escape(message), highlight=False, soft_wrap=True)
+    """Print ``error: message`` on one line, the message exactly as it is (no markup)."""
+    _err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
 def _fail(message: str) -> NoReturn:
@@ -79,11 +80,13 @@ def _fail(message: str) -> NoReturn:
 
 
 def _config(preset: str | None, config_file: Path | None) -> MoAConfig:
-    from moa_graph.graph import resolve_config
+    from moa_graph.config import load_config
+    from moa_graph.presets import load_preset
 
     if preset and config_file:
         _fail("give --preset or --config, not both")
-    return resolve_config(config_file if config_file else (preset or DEFAULT_PRESET))
+    # --preset is a name, never a file: load_preset refuses anything else.
+    return load_config(config_file) if config_file else load_preset(preset or DEFAULT_PRESET)
 
 
 async def _answer(
@@ -192,7 +195,7 @@ def chat(
 
     config = _config(preset, config_file)
     name = config.name or "custom config"
-    _err.print(f"[dim]moa chat · {name} · /reset forgets, /exit or Ctrl-D quits[/]")
+    _err.print(Text(f"moa chat · {name} · /reset forgets, /exit or Ctrl-D quits", style="dim"))
     messages: list[AnyMessage] = []
     while True:
         try:

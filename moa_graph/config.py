@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from langchain_core.language_models import BaseChatModel
@@ -76,7 +78,9 @@ class AgentSpec(BaseModel):
             references are cut to fit it. Defaults to the model's own profile.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, frozen=True, allow_inf_nan=False
+    )
 
     model: str | BaseChatModel
     name: str | None = None
@@ -116,6 +120,15 @@ class AgentSpec(BaseModel):
         if name is not None and (not name or _RESERVED_IN_NAMES.search(name)):
             raise ValueError(f"agent name '{name}' is empty or has '|', ':' or spaces")
         return name
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url
 
     @property
     def provider(self) -> str | None:
@@ -173,10 +186,19 @@ class MoAConfig(BaseModel):
             repeated samples of one model still differ.
         aggregate_prompt: The text put before the references.
         aggregation: How the aggregator combines the proposals: ``synthesize`` (the
-            paper's), ``rank``, ``vote`` or ``vote-hint``; see :mod:`moa_graph.aggregation`.
+            paper's), ``rank``, ``vote``, ``vote-hint``, ``consensus`` or ``auto``; see
+            :mod:`moa_graph.aggregation`.
+        check_code: Let ``consensus`` and ``auto`` run proposed code against the
+            doctest examples of the prompt to choose between proposals (in a confined
+            process: no network, time and memory limits; see :mod:`moa_graph.execution`).
         name: The preset's name, if the config came from one (shown in traces).
         description: One line describing the config.
-        timeout_s: Seconds one attempt of a model call may take.
+        timeout_s: Seconds one attempt of a model call may take in all, however
+            lively its stream (high enough for a slow model on a busy laptop).
+        first_token_timeout_s: Seconds an attempt may wait for its first token
+            (the prompt is read first: long prompts on a CPU take minutes).
+        idle_timeout_s: Seconds an attempt may go between two tokens; a stream that
+            stalls longer is cut and retried, a slow but live one never is.
         max_retries: Retries of a transient failure (429, 5xx, timeout, dropped
             connection, garbled or empty reply), with exponential backoff and jitter.
         backoff_s: First backoff; it doubles per retry, up to ``max_backoff_s``.
@@ -191,7 +213,9 @@ class MoAConfig(BaseModel):
             shared by every agent of that provider in the process.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, frozen=True, allow_inf_nan=False
+    )
 
     layers: list[list[AgentSpec]] = Field(min_length=1)
     aggregator: AgentSpec
@@ -200,9 +224,12 @@ class MoAConfig(BaseModel):
     seed: int | None = None
     aggregate_prompt: str = AGGREGATE_PROMPT
     aggregation: Aggregation = "synthesize"
+    check_code: bool = False
     name: str | None = None
     description: str = ""
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=1800.0, gt=0)
+    first_token_timeout_s: float = Field(default=600.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=1.0, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
@@ -294,7 +321,37 @@ def config_from_data(data: Mapping[str, Any], *, source: str = "config") -> MoAC
     try:
         return MoAConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"invalid {source}: {describe_validation_error(error)}") from None
+        raise ConfigError(f"invalid {source}: {_describe_config_error(error)}") from None
+
+
+def _describe_config_error(error: ValidationError) -> str:
+    """Return every problem of a config on one line, each naming its field.
+
+    Missing fields read ``field required``; unknown ones ``unknown field``, with the
+    closest known field's name when one is close.
+    """
+    problems: list[str] = []
+    for item in error.errors():
+        location = item["loc"]
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in location)
+        if item["type"] == "missing":
+            message = "field required"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field" + _did_you_mean(location)
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problem = f"{where}: {message}" if where else message
+        if problem not in problems:
+            problems.append(problem)
+    return "; ".join(problems)
+
+
+def _did_you_mean(location: tuple[int | str, ...]) -> str:
+    """Return `` (did you mean 'x'?)`` for an unknown field close to a known one."""
+    # Unknown fields are refused in the config itself or in one of its agents.
+    fields = MoAConfig.model_fields if len(location) == 1 else AgentSpec.model_fields
+    close = difflib.get_close_matches(str(location[-1]), list(fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -308,6 +365,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} "
+            f"at offset {error.start}"
+        ) from None
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
@@ -318,11 +380,32 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             raise ConfigError(f"config file {path} must end in .yaml, .yml, .toml or .json")
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        detail = str(error).replace("\n", " ")
-        raise ConfigError(f"config file {path} is malformed: {detail}") from None
+        raise ConfigError(f"config file {path} is malformed{_syntax_error(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
+
+
+def _syntax_error(error: yaml.YAMLError | ValueError) -> str:
+    """Return where a YAML, JSON or TOML syntax error is and what it is, on one line.
+
+    The text follows "is malformed": `` at line 2, column 1: ...`` or ``: ...``.
+    """
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark, problem = error.problem_mark, error.problem or "syntax error"
+        detail = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+        if error.context:
+            start = error.context_mark
+            at = f" at line {start.line + 1}, column {start.column + 1}" if start else ""
+            detail += f" ({error.context}{at})"
+        return detail
+    if isinstance(error, yaml.reader.ReaderError):
+        return f" at character {error.position + 1}: unacceptable character #x{error.character:04x}"
+    if isinstance(error, json.JSONDecodeError):
+        return f" at line {error.lineno}, column {error.colno}: {error.msg}"
+    return ": " + " ".join(str(error).split())  # TOML's message ends with its line and column
 
 
 def load_config(path: str | Path) -> MoAConfig:

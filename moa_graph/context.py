@@ -18,12 +18,12 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import StateGraph
 from langgraph.runtime import get_runtime
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moa_graph.config import MoAConfig
 from moa_graph.errors import InputError
 from moa_graph.graph import AGGREGATOR_NODE, create_moa, proposer_node, resolve_config
-from moa_graph.presets import load_preset
+from moa_graph.presets import check_preset_name, load_preset
 from moa_graph.state import MoAInput, MoAOutput, MoAState
 
 
@@ -54,6 +54,12 @@ class MoAContext(BaseModel):
         default=False,
         description="Stream every proposer's tokens too, not only the aggregator's answer.",
     )
+
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, preset: str | None) -> str | None:
+        """Refuse anything but a plain preset name (never a path); empty means none."""
+        return check_preset_name(preset) if preset else None
 
 
 PresetLoader = Callable[[str], MoAConfig]

@@ -11,14 +11,22 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from moa_graph.config import MoAConfig
 from moa_graph.state import Proposal
 from moa_graph.streaming import Event, Finished, Progress, Token
 
+_LITERAL: dict[str, Any] = {"soft_wrap": True, "highlight": False, "markup": False, "emoji": False}
+"""Console.print options that print model text exactly as it is."""
+
 
 class ProgressTable:
-    """The live state of every agent of one run, rendered as a rich table."""
+    """The live state of every agent of one run, rendered as a rich table.
+
+    Names, models and every other text from a config are shown literally, never read
+    as console markup.
+    """
 
     def __init__(self, config: MoAConfig) -> None:
         self._rows: dict[tuple[int, str], dict[str, Any]] = {}
@@ -26,7 +34,7 @@ class ProgressTable:
         agents.append((len(config.layers) + 1, config.aggregator))
         for layer, agent in agents:
             self._rows[(layer, agent.name or "")] = {"model": agent.model_id, "status": "waiting"}
-        self._aggregator_layer = len(config.layers) + 1
+        self._aggregator = (len(config.layers) + 1, config.aggregator.name or "")
 
     def update(self, event: dict[str, Any]) -> None:
         """Apply one progress event."""
@@ -42,6 +50,33 @@ class ProgressTable:
                 latency=f"{event['latency_s']:.1f}s",
                 tokens=f"{event['input_tokens']} → {event['output_tokens']}",
             )
+        elif kind == "agent_failed":
+            row["status"] = "failed"
+
+    def finish(self, state: dict[str, Any] | None) -> None:
+        """Show the state the run ended in, whatever events were seen.
+
+        A resumed run sends no events for the agents that answered before it was
+        stopped, so the final state's proposals decide each proposer's row.
+
+        Args:
+            state: The final state of a run that finished, or None for a run that
+                stopped with an error (its running agents are then failed).
+        """
+        if state is None:
+            for row in self._rows.values():
+                if row["status"] == "running":
+                    row["status"] = "failed"
+            return
+        proposals: list[Proposal] = state.get("proposals", [])
+        for proposal in proposals:
+            shown = self._rows.get((proposal.layer, proposal.agent))
+            if shown is not None:
+                shown["status"] = "done" if proposal.ok else "failed"
+                shown["latency"] = f"{proposal.latency_s:.1f}s"
+                if proposal.ok:
+                    shown["tokens"] = f"{proposal.input_tokens} → {proposal.output_tokens}"
+        self._rows[self._aggregator]["status"] = "done"
 
     def __rich__(self) -> Table:
         table = Table(box=None, pad_edge=False, header_style="bold")
@@ -50,9 +85,16 @@ class ProgressTable:
         for (layer, agent), row in self._rows.items():
             status = row["status"]
             shown: Any = Spinner("dots", text="running") if status == "running" else status
-            label = "agg" if layer == self._aggregator_layer else str(layer)
+            if status == "failed":
+                shown = Text(status, style="red")
+            label = "agg" if (layer, agent) == self._aggregator else str(layer)
             table.add_row(
-                label, agent, row["model"], shown, row.get("latency", ""), row.get("tokens", "")
+                label,
+                Text(agent),
+                Text(row["model"]),
+                shown,
+                row.get("latency", ""),
+                row.get("tokens", ""),
             )
         return table
 
@@ -67,6 +109,11 @@ async def render_run(
 ) -> dict[str, Any]:
     """Show a run: progress on ``err`` while it lasts, the answer streamed to ``out``.
 
+    On a terminal the table of agents is redrawn while they run and cleared when
+    the answer starts; once the run is over (or has failed), the table is printed
+    on ``err`` in the state the run ended in. Text from models and configs is shown
+    literally.
+
     Args:
         events: The run's events, from :func:`moa_graph.streaming.stream_moa`.
         config: The run's config, for the table's rows.
@@ -78,9 +125,10 @@ async def render_run(
         The final state.
     """
     table = ProgressTable(config)
-    display = Live(table, console=err, transient=False, refresh_per_second=8) if live else None
+    redraw = live and err.is_terminal and not err.is_dumb_terminal
+    display = Live(table, console=err, transient=True, refresh_per_second=8) if redraw else None
     answering = False
-    state: dict[str, Any] = {}
+    final: dict[str, Any] | None = None
     if display:
         display.start()
     try:
@@ -88,21 +136,23 @@ async def render_run(
             if isinstance(event, Progress):
                 table.update(event.data)
             elif isinstance(event, Token) and live:
-                if not answering and display:
+                if display and display.is_started:
                     display.stop()
                 answering = True
-                out.print(event.text, end="", soft_wrap=True, highlight=False, markup=False)
+                out.print(event.text, end="", **_LITERAL)
             elif isinstance(event, Finished):
-                state = event.state
+                final = event.state
     finally:
         if display and display.is_started:
             display.stop()
-    if live:
-        if not answering and state.get("messages"):
-            out.print(state["messages"][-1].text, soft_wrap=True, highlight=False, markup=False)
-        else:
-            out.print()
-    return state
+        if live:
+            if answering:
+                out.print()
+            elif final and final.get("messages"):
+                out.print(final["messages"][-1].text, **_LITERAL)
+            table.finish(final)
+            err.print(table)
+    return final or {}
 
 
 def render_proposals(proposals: Sequence[Proposal], console: Console) -> None:
@@ -110,8 +160,8 @@ def render_proposals(proposals: Sequence[Proposal], console: Console) -> None:
     panels = [
         Panel(
             Markdown(p.content),
-            title=f"layer {p.layer} · {p.agent} · {p.model}",
-            subtitle=f"{p.input_tokens} → {p.output_tokens} tokens · {p.latency_s:.1f}s",
+            title=Text(f"layer {p.layer} · {p.agent} · {p.model}"),
+            subtitle=Text(f"{p.input_tokens} → {p.output_tokens} tokens · {p.latency_s:.1f}s"),
             title_align="left",
             subtitle_align="right",
         )

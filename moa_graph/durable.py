@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,8 +51,13 @@ def default_checkpoints() -> str:
     """
     if location := os.environ.get(CHECKPOINTS_ENV):
         return location
+    return str(_own_checkpoints())
+
+
+def _own_checkpoints() -> Path:
+    """Return the checkpoint file moa-graph itself chooses: the one whose folder it creates."""
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(state_home) / "moa-graph" / "checkpoints.sqlite")
+    return Path(state_home) / "moa-graph" / "checkpoints.sqlite"
 
 
 def thread_config(thread_id: str) -> RunnableConfig:
@@ -73,14 +79,16 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
     on first use.
 
     Args:
-        location: A SQLite file path (created with its folder), or a
-            ``postgresql://`` connection string.
+        location: A SQLite file path, or a ``postgresql://`` connection string. A
+            missing SQLite file is created; its folder must exist, except the one
+            :func:`default_checkpoints` picks under ``$XDG_STATE_HOME``.
 
     Yields:
         The checkpointer, open for the duration of the block.
 
     Raises:
-        ConfigError: The PostgreSQL extra is not installed.
+        ConfigError: The PostgreSQL extra is not installed, the SQLite file's folder
+            does not exist, or the file cannot be opened and written.
     """
     location = str(location)
     if location.startswith(_POSTGRES_SCHEMES):
@@ -96,8 +104,21 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         return
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(location).parent
+    if Path(location) == _own_checkpoints():
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        why = f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
+        raise ConfigError(f"cannot open checkpoint file {location}: {why}")
+    try:  # first without aiosqlite, which leaves its thread behind when this fails
+        sqlite3.connect(location).close()
+    except sqlite3.Error as error:
+        raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
     async with AsyncSqliteSaver.from_conn_string(location) as saver:
+        try:
+            await saver.setup()  # creates the tables: fails now on a file it cannot write
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
         saver.serde = serializer()
         yield saver
 

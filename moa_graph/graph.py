@@ -133,12 +133,21 @@ class _Agent:
         )
 
     def strategy_reply(self, state: MoAState, reply: AIMessage | None) -> AIMessage | None:
-        """Apply a ``rank`` or ``vote`` aggregation; ``None`` asks for a model call."""
-        if self.role != "aggregator" or self.config.aggregation not in ("rank", "vote"):
+        """Apply the aggregation to the model's reply, or choose without one.
+
+        Before the call (``reply`` None), return the answer of a strategy that
+        needs no model call here, or None to call the model.
+        """
+        if self.role != "aggregator":
             return reply
-        if self.config.aggregation == "vote":
-            return aggregation.voted(self.references(state))
-        return None if reply is None else aggregation.chosen(reply, self.references(state))
+        strategy = self.config.aggregation
+        if reply is None:
+            prompt = state["messages"][-1].text
+            references = self.references(state)
+            return aggregation.select(
+                strategy, prompt, references, check_code=self.config.check_code
+            )
+        return aggregation.chosen(reply, self.references(state)) if strategy == "rank" else reply
 
     def started(self, state: MoAState) -> float:
         writer = get_stream_writer()
@@ -228,13 +237,13 @@ class _Agent:
                 f"{self.config.min_proposals} needed; failed: {failures}"
             )
 
-    def call(self, state: MoAState) -> tuple[AIMessage, int]:
+    def call(self, state: MoAState, deadline: float | None) -> tuple[AIMessage, int]:
         """Call the model (then each fallback) with retries; return reply and cut."""
         errors = []
         for spec, model, policy in self.candidates():
             messages, cut = self.fitted_prompt(state, spec, model)
             try:
-                return call(model, messages, self.call_config(), policy, stream=self.stream), cut
+                return call(model, messages, self.call_config(), policy, deadline=deadline), cut
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
         raise ModelCallError("; ".join(errors))
@@ -245,7 +254,7 @@ class _Agent:
         for spec, model, policy in self.candidates():
             messages, cut = self.fitted_prompt(state, spec, model)
             try:
-                reply = await acall(model, messages, self.call_config(), policy, stream=self.stream)
+                reply = await acall(model, messages, self.call_config(), policy)
                 return reply, cut
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
@@ -264,10 +273,12 @@ class _Agent:
         self.check_layer(state)
         started = self.started(state)
         cut = 0
+        deadline = self.config.layer_deadline_s if self.role == "proposer" else None
         try:
             reply = self.strategy_reply(state, None)
             if reply is None:
-                answer, cut = self.call(state)
+                due = None if deadline is None else time.monotonic() + deadline
+                answer, cut = self.call(state, due)
                 reply = self.strategy_reply(state, answer)
         except ModelCallError as error:
             return self.failed(state, error, started)
@@ -387,7 +398,7 @@ def _model(
     config: MoAConfig, spec: AgentSpec, index: int, cache: BaseCache | None = None
 ) -> BaseChatModel:
     sampling = config.sampling(spec, index)
-    model = resolve_model(spec, **sampling, timeout_s=call_policy(config, spec).timeout_s)
+    model = resolve_model(spec, **sampling, timeout_s=call_policy(config, spec).first_token_s)
     repeatable = sampling["temperature"] == 0 or sampling["seed"] is not None
     # An instance from the config carries its own settings, so its calls may not repeat.
     if cache is not None and repeatable and not isinstance(spec.model, BaseChatModel):

@@ -1,18 +1,23 @@
 """Model resolution: from an :class:`AgentSpec` to a ready LangChain chat model.
 
 Clients are cached process-wide, so every node, run and graph that uses the same
-model with the same settings shares one client and its HTTP connection pool.
+model with the same settings shares one client and its HTTP connection pool; the
+cache keeps the 64 most recently used settings.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from moa_graph import secrets
 from moa_graph.config import AgentSpec
+from moa_graph.connections import async_http_client
 from moa_graph.errors import ConfigError, MissingAPIKeyError
 
 API_KEY_ENV = {
@@ -31,12 +36,19 @@ API_KEY_ENV = {
 }
 """The environment variable each hosted provider reads its API key from."""
 
+secrets.register(*API_KEY_ENV.values())
+
 _STREAM_USAGE_PROVIDERS = frozenset({"openai", "together", "azure_openai"})
 """Providers built on LangChain's OpenAI client, which reports token usage while
 streaming only when asked; a MoA streams every call when its caller streams."""
 
+_OPENAI_CLIENTS = _STREAM_USAGE_PROVIDERS | {"local"}
+"""Providers whose clients are LangChain's ``ChatOpenAI`` (the local runtime's too)."""
+
 _PLACEHOLDER_KEY = "not-needed"
-_clients: dict[str, BaseChatModel] = {}
+_MAX_CLIENTS = 64  # per-request sampling makes new settings; keep the recent ones
+_clients: OrderedDict[str, BaseChatModel] = OrderedDict()
+_clients_lock = threading.Lock()
 
 
 def resolve_model(
@@ -58,8 +70,9 @@ def resolve_model(
         temperature: Sampling temperature.
         max_tokens: Completion budget.
         seed: Sampling seed, passed only when set.
-        timeout_s: Request timeout of OpenAI-compatible clients. Their own retries
-            are turned off: :mod:`moa_graph.reliability` retries every provider alike.
+        timeout_s: Read timeout of OpenAI-compatible clients: the longest wait for
+            the next bytes of a reply. Their own retries are turned off:
+            :mod:`moa_graph.reliability` retries every provider alike.
 
     Raises:
         MissingAPIKeyError: The provider's API key is not set; names the variable.
@@ -73,14 +86,19 @@ def resolve_model(
         kwargs["seed"] = seed
     if provider in _STREAM_USAGE_PROVIDERS:
         kwargs["stream_usage"] = True
+    if provider in _OPENAI_CLIENTS:
         kwargs["max_retries"] = 0
-        if timeout_s is not None:
-            kwargs["timeout"] = timeout_s
+    if provider in _OPENAI_CLIENTS and timeout_s is not None:
+        kwargs["timeout"] = timeout_s
+        # moa_graph.reliability times every stream by its progress; a second,
+        # fixed chunk timeout would cut slow first tokens short.
+        kwargs["stream_chunk_timeout"] = None
     if agent.base_url:
         kwargs["base_url"] = agent.base_url
     default_env = None if agent.base_url else API_KEY_ENV.get(provider)
     key_env = agent.api_key_env or default_env
     if key_env:
+        secrets.register(key_env)
         if not os.environ.get(key_env):
             raise MissingAPIKeyError(
                 f"model '{agent.model}' needs an API key: set the environment variable {key_env}"
@@ -92,9 +110,16 @@ def resolve_model(
         kwargs["api_key"] = _PLACEHOLDER_KEY
     kwargs.update(agent.params)
     key = json.dumps([agent.model, kwargs], sort_keys=True, default=repr)
-    if key not in _clients:
-        _clients[key] = _build_model(agent.model, kwargs)
-    return _clients[key]
+    with _clients_lock:
+        if key in _clients:
+            _clients.move_to_end(key)
+            return _clients[key]
+    client = _build_model(agent.model, kwargs)
+    with _clients_lock:
+        _clients[key] = client
+        while len(_clients) > _MAX_CLIENTS:
+            _clients.popitem(last=False)
+    return client
 
 
 def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
@@ -102,6 +127,9 @@ def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
     if key_env := kwargs.pop("api_key_env", None):
         kwargs["api_key"] = os.environ[key_env]
     provider, _, model_id = model.partition(":")
+    if provider in _STREAM_USAGE_PROVIDERS and "http_async_client" not in kwargs:
+        # The client outlives event loops (one per moa chat turn); its pool must not.
+        kwargs["http_async_client"] = async_http_client()
     if provider == "local":
         from moa_graph import local
 

@@ -8,6 +8,7 @@ when the request asks for it (``"moa": {"include_proposals": true}``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,74 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_graph.errors import InputError
 from moa_graph.state import Proposal
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a request body may have; OpenAI's own
+bodies (content parts, JSON schemas) stay well below it."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class BodyError(ValueError):
+    """A request body that is valid JSON but cannot be served.
+
+    Attributes:
+        param: The top-level field at fault, if one is.
+    """
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def check_body(data: dict[str, Any] | list[Any], max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Check a parsed request body before it is validated.
+
+    Validation and every later step recurse into the body, so a body nested too
+    deeply is refused here; text must be valid Unicode, since it is sent on as
+    UTF-8, and JSON's escapes can spell lone surrogates.
+
+    Raises:
+        BodyError: The body is nested deeper than ``max_depth``, or a string in it
+            (a key or a value) holds a lone surrogate; ``param`` names the
+            top-level field it is in.
+    """
+    stack: list[tuple[dict[str, Any] | list[Any], str | None, int]] = [(data, None, 1)]
+    while stack:
+        value, param, depth = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, param or key)
+                _check_item(item, param or key, depth, max_depth, stack)
+        else:
+            for item in value:
+                _check_item(item, param, depth, max_depth, stack)
+
+
+def _check_item(
+    item: Any,
+    param: str | None,
+    depth: int,
+    max_depth: int,
+    stack: list[tuple[dict[str, Any] | list[Any], str | None, int]],
+) -> None:
+    if isinstance(item, str):
+        _check_text(item, param)
+    elif isinstance(item, dict | list):
+        if depth >= max_depth:
+            raise BodyError(f"the request body is nested more than {max_depth} levels deep", param)
+        if item:
+            stack.append((item, param, depth + 1))
+
+
+def _check_text(text: str, param: str | None) -> None:
+    if match := _SURROGATE.search(text):
+        where = f"'{param}'" if param else "the request body"
+        raise BodyError(
+            f"{where} holds text that is not valid Unicode: a lone surrogate "
+            f"(U+{ord(match.group()):04X})",
+            param,
+        )
 
 
 class StreamOptions(BaseModel):

@@ -5,6 +5,7 @@ A preset may name another in ``extends``; its own keys then replace the base's.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Any
 
@@ -14,6 +15,25 @@ from moa_graph.config import MoAConfig, config_from_data
 from moa_graph.errors import ConfigError
 
 _PRESETS = resources.files("moa_graph") / "presets"
+
+_PRESET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_preset_name(name: str) -> str:
+    """Return ``name`` if it is a plain preset name, never a path.
+
+    A preset name has letters, digits, ``-``, ``_`` and ``.`` (not first), and no
+    ``..``.
+
+    Raises:
+        ConfigError: ``name`` is not a preset name (e.g. ``../x``).
+    """
+    if not isinstance(name, str) or not _PRESET_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"invalid preset name {name!r}: use only letters, digits, '-', '_' and '.' "
+            "(not first, not '..')"
+        )
+    return name
 
 
 def list_presets() -> list[str]:
@@ -27,9 +47,10 @@ def preset_data(name: str) -> dict[str, Any]:
     """Return a preset as plain data, with ``extends`` resolved.
 
     Raises:
-        ConfigError: No preset has that name.
+        ConfigError: ``name`` (or the preset it extends) is not a preset name, or
+            no preset has that name.
     """
-    path = _PRESETS / f"{name}.yaml"
+    path = _PRESETS / f"{check_preset_name(name)}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown preset '{name}' (known: {', '.join(list_presets())})")
     data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -48,7 +69,8 @@ def load_preset(name: str, **overrides: Any) -> MoAConfig:
         The validated config, named after the preset.
 
     Raises:
-        ConfigError: Unknown preset, or an override that makes the config invalid.
+        ConfigError: Not a preset name, unknown preset, or an override that makes the
+            config invalid.
 
     Example:
         >>> load_preset("together-moa", max_tokens=256).max_tokens

@@ -19,14 +19,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.rate_limiters import InMemoryRateLimiter
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
+from langgraph.constants import TAG_NOSTREAM
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -36,6 +40,7 @@ from tenacity import (
 
 from moa_graph.config import AgentSpec, MoAConfig
 from moa_graph.errors import ContextOverflowError, ModelCallError
+from moa_graph.secrets import redact
 
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _CHARS_PER_TOKEN = 4.0  # what count_tokens_approximately assumes
@@ -52,7 +57,9 @@ class CallPolicy:
     """How one agent's calls are made.
 
     Attributes:
-        timeout_s: Seconds one attempt may take.
+        timeout_s: Seconds one attempt may take in all, however lively.
+        first_token_s: Seconds an attempt may wait for its first token.
+        idle_s: Seconds an attempt may go between two tokens.
         max_retries: Retries of a transient failure.
         backoff_s: First backoff, doubled per retry.
         max_backoff_s: Longest backoff.
@@ -61,6 +68,8 @@ class CallPolicy:
     """
 
     timeout_s: float
+    first_token_s: float
+    idle_s: float
     max_retries: int
     backoff_s: float
     max_backoff_s: float
@@ -73,6 +82,8 @@ def call_policy(config: MoAConfig, agent: AgentSpec) -> CallPolicy:
     rate = config.rate_limits.get(agent.provider or "")
     return CallPolicy(
         timeout_s=agent.timeout_s or config.timeout_s,
+        first_token_s=config.first_token_timeout_s,
+        idle_s=config.idle_timeout_s,
         max_retries=config.max_retries if agent.max_retries is None else agent.max_retries,
         backoff_s=config.backoff_s,
         max_backoff_s=config.max_backoff_s,
@@ -151,7 +162,7 @@ def retry_after(error: BaseException) -> float | None:
 def describe(error: BaseException) -> str:
     """Return a one-line reason for a failed call, without secrets or tracebacks."""
     status = status_code(error)
-    text = str(error).splitlines()[0] if str(error) else ""
+    text = redact(str(error)).splitlines()[0] if str(error) else ""
     if isinstance(error, TimeoutError):
         text = text or "timed out"
     name = type(error).__name__
@@ -186,9 +197,78 @@ def _retrying(policy: CallPolicy, cls: type[Any]) -> Any:
     )
 
 
-def _no_stream(stream: bool) -> dict[str, Any]:
-    # LangChain reads a falsy ``stream`` call argument as "do not stream".
-    return {} if stream else {"stream": False}
+class StreamBrokenError(Exception):
+    """A call failed after its tokens reached a streaming caller: never retried.
+
+    A retry cannot take back text already shown, and its own text would follow it.
+    """
+
+
+class _Progress(BaseCallbackHandler):
+    """Times the tokens of one attempt, to tell a slow model from a stalled one.
+
+    Sync calls cannot be cancelled in-process, so there the handler itself ends a
+    late attempt at its next token (``raise_error``); a stream that sends nothing
+    more is ended by the client's read timeout.
+    """
+
+    raise_error = True
+    run_inline = True  # a thread hop per token would cost more than the bookkeeping
+
+    def __init__(self, policy: CallPolicy, deadline: float | None, *, sync: bool) -> None:
+        self.policy = policy
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.sync = sync
+        self.tokens = 0
+        self.last_token: float | None = None
+
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
+        self.tokens += 1
+        self.last_token = time.monotonic()
+        if self.sync and (late := self.overdue(self.last_token)):
+            raise TimeoutError(late)
+
+    def due(self) -> float:
+        """Return when the attempt is late if nothing more happens (monotonic)."""
+        if self.last_token is None:
+            lively = self.started + self.policy.first_token_s
+        else:
+            lively = self.last_token + self.policy.idle_s
+        limits = [lively, self.started + self.policy.timeout_s]
+        return min(limits if self.deadline is None else [*limits, self.deadline])
+
+    def overdue(self, now: float) -> str | None:
+        """Return why the attempt is late at ``now``, or None if it is not."""
+        if now < self.due():
+            return None
+        if self.deadline is not None and now >= self.deadline:
+            return "the layer deadline passed"
+        if now >= self.started + self.policy.timeout_s:
+            return f"no reply within {self.policy.timeout_s:g}s"
+        if self.last_token is None:
+            return f"no first token within {self.policy.first_token_s:g}s"
+        return f"no token for {self.policy.idle_s:g}s"
+
+
+def _streams_to_caller(config: RunnableConfig) -> bool:
+    """Whether this call's tokens reach a caller that streams (``stream_mode="messages"``)."""
+    merged = ensure_config(config)
+    if TAG_NOSTREAM in (config.get("tags") or []) or TAG_NOSTREAM in merged.get("tags", []):
+        return False
+    callbacks = merged.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    # The test LangChain itself uses to decide whether a call streams.
+    return any(isinstance(h, _StreamingCallbackHandler) for h in handlers or [])
+
+
+def _streaming(model: BaseChatModel) -> dict[str, Any]:
+    """Return the call arguments that make a model stream, with its token usage."""
+    # An OpenAI-family instance given in a config reports usage while streaming only
+    # when asked; the clients moa-graph builds itself are built asking.
+    if hasattr(model, "stream_usage") and not model.stream_usage:
+        return {"stream": True, "stream_usage": True}
+    return {"stream": True}
 
 
 def _checked(reply: Any) -> AIMessage:
@@ -199,32 +279,78 @@ def _checked(reply: Any) -> AIMessage:
     return reply
 
 
+def _with_handler(config: RunnableConfig, handler: _Progress) -> RunnableConfig:
+    merged = ensure_config(config)
+    callbacks = merged.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        callbacks = callbacks.copy()
+        callbacks.add_handler(handler, inherit=False)
+    else:
+        callbacks = [*(callbacks or []), handler]
+    return {**config, "callbacks": callbacks}
+
+
+def _broken(error: Exception, progress: _Progress, visible: bool) -> Exception:
+    """Return the error to raise for a failed attempt: unretryable once tokens were shown."""
+    if visible and progress.tokens:
+        return StreamBrokenError(
+            f"the answer broke off after {progress.tokens} streamed tokens "
+            f"({describe(error)}); not retried, as they were already shown"
+        )
+    return error
+
+
+async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
+    """Await ``task``, cancelling it when the attempt stops making progress.
+
+    A cancelled caller cancels it too: a client that hung up stops the upstream stream.
+    """
+    while True:
+        timeout = max(progress.due() - time.monotonic(), 0.0)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done:
+            return task.result()
+        if late := progress.overdue(time.monotonic()):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            raise TimeoutError(late)
+
+
 async def acall(
     model: BaseChatModel,
     messages: Sequence[BaseMessage],
     config: RunnableConfig,
     policy: CallPolicy,
     *,
-    stream: bool = True,
+    deadline: float | None = None,
 ) -> AIMessage:
-    """Call a model with the policy's rate limit, timeout and retries.
+    """Call a model with the policy's rate limit, progress timeouts and retries.
 
-    With ``stream=False`` the model never streams, even under a caller that streams
-    messages: no per-token callbacks, one response to parse.
+    The model streams whenever it can, so that progress shows: an attempt fails
+    when its first token, or the next one, is later than the policy allows, or when
+    it runs past its overall limit or ``deadline`` (``time.monotonic()``). A slow
+    but live stream is never cut short. An attempt that fails after its tokens
+    reached a streaming caller is not retried (:class:`StreamBrokenError`).
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
+    visible = _streams_to_caller(config)
 
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
+        progress = _Progress(policy, deadline, sync=False)
+        call = model.ainvoke(list(messages), _with_handler(config, progress), **_streaming(model))
         try:
-            async with asyncio.timeout(policy.timeout_s):
-                reply = await model.ainvoke(list(messages), config, **_no_stream(stream))
-                return _checked(reply)
-        except TimeoutError:
-            raise TimeoutError(f"no reply within {policy.timeout_s:g}s") from None
+            return _checked(await _watch(asyncio.ensure_future(call), progress))
+        except Exception as error:
+            raise _broken(error, progress, visible) from error
 
     try:
         reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
@@ -239,21 +365,32 @@ def call(
     config: RunnableConfig,
     policy: CallPolicy,
     *,
-    stream: bool = True,
+    deadline: float | None = None,
 ) -> AIMessage:
     """Call a model synchronously, as :func:`acall` does.
 
-    The timeout is the client's own (a sync call cannot be cancelled), set by
-    :func:`moa_graph.models.resolve_model`.
+    A sync call cannot be cancelled: a late attempt ends at its next token, and a
+    stream that stalls ends at the client's read timeout
+    (:func:`moa_graph.models.resolve_model` sets it to ``first_token_s``).
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
+    visible = _streams_to_caller(config)
 
     def attempt() -> AIMessage:
         if policy.rate_limiter:
             policy.rate_limiter.acquire()
-        return _checked(model.invoke(list(messages), config, **_no_stream(stream)))
+        progress = _Progress(policy, deadline, sync=True)
+        try:
+            reply = model.invoke(
+                list(messages), _with_handler(config, progress), **_streaming(model)
+            )
+            if late := progress.overdue(time.monotonic()):
+                raise TimeoutError(late)
+            return _checked(reply)
+        except Exception as error:
+            raise _broken(error, progress, visible) from error
 
     try:
         reply: AIMessage = _retrying(policy, Retrying)(attempt)

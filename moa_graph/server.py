@@ -18,36 +18,43 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
-from langchain_core.messages import AnyMessage
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from moa_graph.config import MoAConfig, describe_validation_error, load_config
 from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError, InputError, MoAError, ModelCallError
-from moa_graph.graph import check_conversation, create_moa
+from moa_graph.graph import AGGREGATOR_TAG, check_conversation, create_moa
 from moa_graph.openai_api import (
+    MAX_JSON_DEPTH,
+    BodyError,
     ChatCompletionRequest,
     ChunkMaker,
+    check_body,
     completion_json,
     error_json,
     moa_extension,
     usage_json,
 )
 from moa_graph.presets import load_preset
+from moa_graph.reliability import describe
 from moa_graph.streaming import Event, Finished, Progress, Token, stream_moa
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,6 +62,8 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_CONCURRENT = 4
 """MoA runs at once; each run makes several model calls."""
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+DEFAULT_BODY_TIMEOUT_S = 30.0
+"""Seconds a client may take to send its request body."""
 THREAD_HEADER = "X-MoA-Thread-Id"
 """Response header naming the run's thread id when the server checkpoints."""
 
@@ -195,8 +204,85 @@ class _ServedModel:
         return self.variants[key]
 
 
+class _Cancelled:
+    """Queued when a run was cancelled."""
+
+
+class _AggregatorWatch(BaseCallbackHandler):
+    """Sees the aggregator's model calls, to tell when its streamed answer broke.
+
+    A call that fails after it streamed text, or a new call (a retry, a fallback)
+    after text went out, means the text already sent is not the start of the
+    answer: the stream must end in an error, never splice two attempts.
+
+    Attributes:
+        streamed: Pieces of answer text the aggregator's calls streamed so far.
+        broken_after: ``streamed`` when the answer first broke after text went
+            out; None while it has not.
+        reason: Why it broke, in one line.
+    """
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.calls: set[UUID] = set()
+        self.streamed = 0
+        self.broken_after: int | None = None
+        self.reason = ""
+
+    def _break(self, reason: str) -> None:
+        if self.broken_after is None and self.streamed:
+            self.broken_after = self.streamed
+            self.reason = reason
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if AGGREGATOR_TAG in (tags or ()):
+            self._break("its call was made again after the answer had started")
+            self.calls.add(run_id)
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if run_id in self.calls and isinstance(chunk, ChatGenerationChunk) and chunk.message.text:
+            self.streamed += 1
+
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if run_id in self.calls:
+            self._break(describe(error))
+
+
 class _Run:
-    """One request's MoA run, read event by event."""
+    """One request's MoA run, going on in its own task, read event by event.
+
+    The run is a task of its own so that cancelling it (the client went away)
+    is plain asyncio cancellation, which LangGraph passes on to every model call
+    under way; the task ends, and calls ``on_end``, only once they have stopped.
+    """
 
     def __init__(
         self,
@@ -204,19 +290,39 @@ class _Run:
         messages: list[AnyMessage],
         served: _ServedModel,
         thread_id: str | None,
+        on_end: Callable[[], None],
     ) -> None:
         self.served = served
         self.thread_id = thread_id
+        self.watch = _AggregatorWatch()
         config: RunnableConfig = {
             "run_name": f"moa serve {served.name}",
             "metadata": {"moa_served_model": served.name},
+            "callbacks": [self.watch],
         }
         if thread_id is not None:
             config["configurable"] = {"thread_id": thread_id}
-        self.events: AsyncIterator[Event] = stream_moa(graph, {"messages": messages}, config)
         self.failed_agents: list[str] = []
         self.aggregator: dict[str, Any] | None = None
         self.state: dict[str, Any] = {}
+        self.tokens = 0
+        self._ended = False
+        self._queue: asyncio.Queue[Event | BaseException | _Cancelled | None] = asyncio.Queue()
+        events = stream_moa(graph, {"messages": messages}, config)
+        self._task = asyncio.create_task(self._produce(events), name=f"moa run {served.name}")
+        self._task.add_done_callback(lambda _: on_end())
+
+    async def _produce(self, events: AsyncIterator[Event]) -> None:
+        try:
+            async for event in events:
+                self._queue.put_nowait(event)
+        except asyncio.CancelledError:
+            self._queue.put_nowait(_Cancelled())
+            raise
+        except Exception as error:
+            self._queue.put_nowait(error)
+        else:
+            self._queue.put_nowait(None)
 
     async def next(self) -> Event | None:
         """Return the next event, or None at the end.
@@ -224,49 +330,80 @@ class _Run:
         Raises:
             _APIError: The run failed: 400 for bad input, 502 naming the failing
                 agents when too few agents answered, 500 otherwise.
+            _ClientGone: The run was cancelled.
         """
-        try:
-            event = await anext(self.events)
-        except StopAsyncIteration:
+        if self._ended:
             return None
-        except InputError as error:
-            raise _APIError(400, str(error), headers=self.headers()) from None
-        except MoAError as error:
+        item = await self._queue.get()
+        if item is None or isinstance(item, BaseException | _Cancelled):
+            self._ended = True
+        if isinstance(item, _Cancelled):
+            raise _ClientGone
+        if isinstance(item, BaseException):
+            raise self._api_error(item)
+        if isinstance(item, Progress):
+            if item.data.get("event") == "agent_failed":
+                self.failed_agents.append(str(item.data["moa_agent"]))
+            elif item.data.get("moa_role") == "aggregator" and (
+                item.data.get("event") == "agent_finished"
+            ):
+                self.aggregator = item.data
+        elif isinstance(item, Finished):
+            self.state = item.state
+        return item
+
+    def _api_error(self, error: BaseException) -> _APIError:
+        if isinstance(error, InputError):
+            return _APIError(400, _one_line(str(error)), headers=self.headers())
+        if isinstance(error, MoAError):
             # The core's messages name each failed agent and why, without secrets.
             # Proposers' failures arrive as events; one that escapes is the aggregator's.
             if isinstance(error, ModelCallError):
                 self.failed_agents.append(self.served.config.aggregator.name or "")
             _log.warning("upstream failure: %s", error)
-            raise _APIError(
+            return _APIError(
                 502,
-                f"upstream failure: {error}",
+                _one_line(f"upstream failure: {error}"),
                 error_type="upstream_error",
                 code="agents_failed",
                 failed_agents=list(dict.fromkeys(self.failed_agents)),
                 headers=self.headers(),
-            ) from None
-        except Exception as error:
-            _log.exception("MoA run failed")
-            raise _APIError(
-                500,
-                f"the MoA run failed: {type(error).__name__}",
-                error_type="server_error",
-                headers=self.headers(),
-            ) from None
-        if isinstance(event, Progress):
-            if event.data.get("event") == "agent_failed":
-                self.failed_agents.append(str(event.data["moa_agent"]))
-            elif event.data.get("moa_role") == "aggregator" and (
-                event.data.get("event") == "agent_finished"
-            ):
-                self.aggregator = event.data
-        elif isinstance(event, Finished):
-            self.state = event.state
-        return event
+            )
+        _log.error("MoA run failed", exc_info=error)
+        return _APIError(
+            500,
+            f"the MoA run failed: {type(error).__name__}",
+            error_type="server_error",
+            headers=self.headers(),
+        )
+
+    def broken(self) -> _APIError | None:
+        """Return the error to end a stream with if the next token would splice.
+
+        The aggregator's answer broke after some of it streamed: the tokens up to
+        that point may go out, no token after them.
+        """
+        broken_after = self.watch.broken_after
+        if broken_after is None or self.tokens < broken_after:
+            return None
+        name = self.served.config.aggregator.name or "aggregator"
+        return _APIError(
+            502,
+            _one_line(
+                f"aggregator '{name}' failed after its answer had started: {self.watch.reason}"
+            ),
+            error_type="upstream_error",
+            code="stream_interrupted",
+        )
+
+    def cancel(self) -> None:
+        """Stop the run if it is still going (the client went away)."""
+        self._task.cancel()
 
     async def close(self) -> None:
-        """Stop the run if it is still going (the client went away)."""
-        await self.events.aclose()  # type: ignore[attr-defined]
+        """Stop the run if it is still going, and wait until it has stopped."""
+        self._task.cancel()
+        await asyncio.wait({self._task})
 
     def headers(self) -> dict[str, str]:
         return {THREAD_HEADER: self.thread_id} if self.thread_id else {}
@@ -296,12 +433,17 @@ class _Server:
         api_key: str | None,
         max_concurrent: int,
         max_body_bytes: int,
+        body_timeout_s: float,
     ) -> None:
         self.models = dict(models)
         self._api_key = api_key
         self.max_concurrent = max_concurrent
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.running = 0
+
+    def _run_ended(self) -> None:
+        self.running -= 1
 
     def authorize(self, request: Request) -> None:
         if self._api_key is None:
@@ -343,20 +485,45 @@ class _Server:
         return self.models[name]
 
     async def read_request(self, request: Request) -> ChatCompletionRequest:
+        """Read and validate a chat completion request.
+
+        Raises:
+            _APIError: 413 for a body over the limit, 408 for one that does not
+                arrive in time, 400 for one that is not a valid request.
+            _ClientGone: The client went away while sending it.
+        """
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             raise self.too_large()
         body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > self.max_body_bytes:
-                raise self.too_large()
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                async for part in request.stream():
+                    body += part
+                    if len(body) > self.max_body_bytes:
+                        raise self.too_large()
+        except TimeoutError:
+            raise _APIError(
+                408,
+                f"the request body did not arrive within {self.body_timeout_s:g} s",
+                code="request_timeout",
+            ) from None
+        except ClientDisconnect:
+            raise _ClientGone from None
         try:
             data = json.loads(body)
+        except RecursionError:
+            raise _APIError(
+                400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep"
+            ) from None
         except ValueError:
             raise _APIError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise _APIError(400, "the request body must be a JSON object")
+        try:
+            check_body(data)
+        except BodyError as error:
+            raise _APIError(400, str(error), param=error.param) from None
         try:
             return ChatCompletionRequest.model_validate(data)
         except ValidationError as error:
@@ -391,15 +558,16 @@ class _Server:
             )
         graph = served.graph(body.temperature, body.completion_budget, body.moa.sampling)
         thread_id = str(uuid.uuid4()) if served.checkpointer is not None else None
+        # The slot is held until the run's task ends, cancelled or not.
         self.running += 1
-        run = _Run(graph, messages, served, thread_id)
+        run = _Run(graph, messages, served, thread_id, self._run_ended)
         handed_over = False
         try:
             if body.stream:
                 first = await _unless_disconnected(request, self._first_token(run))
                 handed_over = True
                 return StreamingResponse(
-                    self._stream(run, body, first),
+                    self._stream(request, run, body, first),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", **run.headers()},
                 )
@@ -418,7 +586,6 @@ class _Server:
         finally:
             if not handed_over:
                 await run.close()
-                self.running -= 1
 
     async def _finish(self, run: _Run) -> None:
         while await run.next() is not None:
@@ -432,16 +599,27 @@ class _Server:
                 return event
 
     async def _stream(
-        self, run: _Run, body: ChatCompletionRequest, first: Event | None
+        self, request: Request, run: _Run, body: ChatCompletionRequest, first: Event | None
     ) -> AsyncIterator[str]:
+        """Stream the answer as server-sent events.
+
+        Once the status line is sent, a failure can only be told in the stream: it
+        ends with an OpenAI error event (no ``[DONE]``), which OpenAI clients raise.
+        A client that goes away cancels the run, and so its model calls.
+        """
         chunks = ChunkMaker(_completion_id(), int(time.time()), body.model, body.include_usage)
+        gone = asyncio.ensure_future(_disconnected(request))
+        gone.add_done_callback(lambda task: None if task.cancelled() else run.cancel())
         streamed = False
         try:
             yield _sse(chunks.chunk({"role": "assistant", "content": ""}))
             event = first
             while event is not None:
+                if isinstance(event, Token | Finished) and (error := run.broken()):
+                    raise error
                 if isinstance(event, Token):
                     streamed = True
+                    run.tokens += 1
                     yield _sse(chunks.chunk({"content": event.text}))
                 event = await run.next()
             if not streamed and run.answer:
@@ -456,12 +634,19 @@ class _Server:
                     last["moa"] = run.extension()
                 yield _sse(last)
             yield "data: [DONE]\n\n"
+        except _ClientGone:
+            _log.info("client went away; run cancelled")
         except _APIError as error:
-            # The status line is gone; OpenAI clients raise on an error event.
+            _log.warning("stream ended with an error: %s", error)
             yield _sse(error.body)
+        except Exception as error:
+            _log.exception("streaming the answer failed")
+            message = f"the MoA run failed: {type(error).__name__}"
+            yield _sse(error_json(message, error_type="server_error"))
         finally:
-            await run.close()
-            self.running -= 1
+            # No await here: when the client left, Starlette cancels this generator.
+            gone.cancel()
+            run.cancel()
 
 
 class _ClientGone(Exception):
@@ -498,6 +683,12 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+def _one_line(message: str, limit: int = 500) -> str:
+    """Return the first line of ``message``, at most ``limit`` characters."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _sse(data: Mapping[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -531,6 +722,7 @@ def create_app(
     api_key: str | None = None,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``configs`` under their names.
@@ -544,6 +736,8 @@ def create_app(
             lets every client in.
         max_concurrent: MoA runs at once; one more is answered 429.
         max_body_bytes: Largest request body; a larger one is answered 413.
+        body_timeout_s: Seconds a client may take to send its request body; a
+            slower one is answered 408.
         checkpointer: When set, each request runs on a fresh thread id, returned
             in the ``X-MoA-Thread-Id`` header.
 
@@ -555,9 +749,15 @@ def create_app(
     """
     if max_concurrent < 1 or max_body_bytes < 1:
         raise ConfigError("max_concurrent and max_body_bytes must be at least 1")
+    if not body_timeout_s > 0:
+        raise ConfigError("body_timeout_s must be more than 0")
     models = {name: _ServedModel(name, config, checkpointer) for name, config in configs.items()}
     server = _Server(
-        models, api_key=api_key, max_concurrent=max_concurrent, max_body_bytes=max_body_bytes
+        models,
+        api_key=api_key,
+        max_concurrent=max_concurrent,
+        max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout_s,
     )
     routes = [
         Route("/health", server.health, methods=["GET"]),
@@ -583,6 +783,7 @@ async def serve(
     api_key: str | None = None,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     checkpoint: str | None = None,
 ) -> None:
     """Serve ``configs`` over HTTP until interrupted.
@@ -594,6 +795,7 @@ async def serve(
         api_key: The key clients must send.
         max_concurrent: MoA runs at once.
         max_body_bytes: Largest request body.
+        body_timeout_s: Seconds a client may take to send its request body.
         checkpoint: ``sqlite:PATH`` (or just a path), or a ``postgresql://`` URL:
             run each request on its own thread id in that checkpoint store.
 
@@ -615,6 +817,7 @@ async def serve(
             api_key=api_key,
             max_concurrent=max_concurrent,
             max_body_bytes=max_body_bytes,
+            body_timeout_s=body_timeout_s,
             checkpointer=checkpointer,
         )
         _log.info("serving %s on %s:%s", ", ".join(configs), host, port)

@@ -48,6 +48,13 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body; larger is answered 413.")
     ] = 1_000_000,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds a client may take to send its request body; slower is answered 408.",
+        ),
+    ] = 30.0,
     checkpoint: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -78,6 +85,7 @@ def serve_command(
             api_key=api_key,
             max_concurrent=max_concurrent,
             max_body_bytes=max_body_bytes,
+            body_timeout_s=body_timeout,
             checkpoint=checkpoint,
         )
     )

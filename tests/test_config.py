@@ -88,7 +88,7 @@ def test_sampling_falls_back_to_config_and_offsets_seed() -> None:
         ),
         (
             {"layers": [["openai:a"]], "aggregator": "openai:a", "layer": 3},
-            "layer: Extra inputs are not permitted",
+            "layer: unknown field (did you mean 'layers'?)",
         ),
     ],
 )

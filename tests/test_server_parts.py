@@ -1,9 +1,11 @@
-"""The server's parts that need no HTTP: bind checks, naming, compiled graphs."""
+"""The server's parts that need no HTTP: bind checks, naming, compiled graphs, bodies."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -11,6 +13,7 @@ import yaml
 from moa_graph.config import MoAConfig
 from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError
+from moa_graph.openai_api import BodyError, check_body
 from moa_graph.server import _ServedModel, check_bind, is_loopback, served_configs
 from tests.fake_chat import FakeChatModel
 
@@ -76,3 +79,24 @@ def test_graphs_are_compiled_once_per_sampling() -> None:
         served.graph(None, tokens, "aggregator")
     assert len(served.variants) == 16
     assert served.graph(None, None, "aggregator") is served.default
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "says"),
+    [
+        ({"messages": [[[[[]]]]]}, None, None),
+        ({"messages": [{"content": [{"x": [1, "ok", None]}]}]}, None, None),
+        ({"a": 1, "messages": [[[[[[[[]]]]]]]]}, "messages", "nested more than 6 levels"),
+        ({"messages": [{"role": "user", "content": "\ud800x"}]}, "messages", "U+D800"),
+        ({"user": "ok", "metadata": {"k\udfff": 1}}, "metadata", "U+DFFF"),
+    ],
+)
+def test_bodies_too_deep_or_not_unicode_are_refused(
+    body: dict[str, Any], param: str | None, says: str | None
+) -> None:
+    if says is None:
+        check_body(body, max_depth=6)
+        return
+    with pytest.raises(BodyError, match=re.escape(says)) as caught:
+        check_body(body, max_depth=6)
+    assert caught.value.param == param

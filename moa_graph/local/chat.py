@@ -12,6 +12,7 @@ import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
+from moa_graph.connections import async_http_client
 from moa_graph.local.catalog import get_model
 from moa_graph.local.server import server_for
 
@@ -67,7 +68,7 @@ def chat_model(
         "stream_usage": True,
         # Loopback must never go through an HTTP(S)_PROXY from the environment.
         "http_client": openai.DefaultHttpxClient(trust_env=False),
-        "http_async_client": openai.DefaultAsyncHttpxClient(trust_env=False),
+        "http_async_client": async_http_client(trust_env=False),
         **params,
     }
     if seed is not None:
