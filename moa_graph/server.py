@@ -55,6 +55,7 @@ from moa_graph.openai_api import (
 )
 from moa_graph.presets import load_preset
 from moa_graph.reliability import describe
+from moa_graph.secrets import RedactingFilter
 from moa_graph.streaming import Event, Finished, Progress, Token, stream_moa
 
 DEFAULT_HOST = "127.0.0.1"
@@ -822,4 +823,13 @@ async def serve(
         )
         _log.info("serving %s on %s:%s", ", ".join(configs), host, port)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", server_header=False)
+        _redact_logs()
         await uvicorn.Server(config).serve()
+
+
+def _redact_logs() -> None:
+    """Redact secrets from every record the server's log handlers write (tracebacks too)."""
+    _log.addFilter(RedactingFilter())
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in ("uvicorn", "uvicorn.error"))]
+    for handler in {h for logger in loggers for h in logger.handlers}:
+        handler.addFilter(RedactingFilter())

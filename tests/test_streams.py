@@ -206,3 +206,19 @@ def test_moa_chat_answers_five_turns_and_exits_at_once(tmp_path, ending) -> None
     assert answers == [f"omega says: question {n}" for n in range(1, 6)]
     assert server.calls["omega"] == 5
     assert elapsed < 30
+
+
+def test_log_records_are_redacted(monkeypatch, caplog) -> None:
+    import logging
+
+    from moa_graph import secrets
+
+    monkeypatch.setenv("MOA_TEST_UPSTREAM_KEY", SENTINEL)
+    secrets.register("MOA_TEST_UPSTREAM_KEY")
+    logger = logging.getLogger("moa_graph.test_redaction")
+    logger.addFilter(secrets.RedactingFilter())
+    try:
+        raise RuntimeError(f"upstream said: bad key {SENTINEL}")
+    except RuntimeError:
+        logger.exception("call failed with %s", SENTINEL)
+    assert SENTINEL not in caplog.text and caplog.text.count("[redacted]") == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import threading
 from typing import Any
 
 from moa_graph.eval.datasets import Item
@@ -114,10 +115,17 @@ def _defines(code: str, entry_point: str) -> bool:
     return re.search(pattern, code, re.MULTILINE) is not None
 
 
+# CPython 3.11's parser keeps its recursion depth in shared state: two threads parsing
+# at once (scorers run in threads) can fail with "AST constructor recursion depth
+# mismatch" (python/cpython#106905).
+_PARSING = threading.Lock()
+
+
 def _tree(code: str) -> ast.Module | None:
     """Return the syntax tree of code, or None when it does not parse."""
     try:
-        return ast.parse(code)
+        with _PARSING:
+            return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError):
         return None
 
