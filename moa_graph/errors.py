@@ -28,6 +28,14 @@ class ModelCallError(MoAError):
     """A model call failed for good: a permanent error, or transient ones past retries."""
 
 
+class StreamInterruptedError(ModelCallError):
+    """A streamed answer broke off after its first tokens reached the caller.
+
+    It is neither retried nor handed to a fallback: text already shown cannot be taken
+    back, and another attempt's text would follow it.
+    """
+
+
 class LayerError(MoAError):
     """Too few agents of a layer answered; the message names every failed agent."""
 

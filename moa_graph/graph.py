@@ -24,7 +24,7 @@ from langgraph.graph import END, START, StateGraph
 
 from moa_graph import aggregation
 from moa_graph.config import AgentSpec, MoAConfig, config_from_data, load_config
-from moa_graph.errors import InputError, LayerError, ModelCallError
+from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
 from moa_graph.models import resolve_model
 from moa_graph.presets import load_preset
 from moa_graph.prompts import build_messages
@@ -244,6 +244,8 @@ class _Agent:
             messages, cut = self.fitted_prompt(state, spec, model)
             try:
                 return call(model, messages, self.call_config(), policy, deadline=deadline), cut
+            except StreamInterruptedError:
+                raise  # shown tokens cannot be followed by a fallback's answer
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
         raise ModelCallError("; ".join(errors))
@@ -256,6 +258,8 @@ class _Agent:
             try:
                 reply = await acall(model, messages, self.call_config(), policy)
                 return reply, cut
+            except StreamInterruptedError:
+                raise  # shown tokens cannot be followed by a fallback's answer
             except ModelCallError as error:
                 errors.append(f"{spec.model_id}: {error}")
         raise ModelCallError("; ".join(errors))

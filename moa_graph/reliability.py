@@ -39,7 +39,7 @@ from tenacity import (
 )
 
 from moa_graph.config import AgentSpec, MoAConfig
-from moa_graph.errors import ContextOverflowError, ModelCallError
+from moa_graph.errors import ContextOverflowError, ModelCallError, StreamInterruptedError
 from moa_graph.secrets import redact
 
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
@@ -204,6 +204,10 @@ class StreamBrokenError(Exception):
     """
 
 
+class DeadlinePassedError(Exception):
+    """The layer's deadline passed during a call: not worth another attempt."""
+
+
 class _Progress(BaseCallbackHandler):
     """Times the tokens of one attempt, to tell a slow model from a stalled one.
 
@@ -224,10 +228,17 @@ class _Progress(BaseCallbackHandler):
         self.last_token: float | None = None
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
-        self.tokens += 1
         self.last_token = time.monotonic()
+        if token:  # role, finish and usage chunks show nothing
+            self.tokens += 1
         if self.sync and (late := self.overdue(self.last_token)):
-            raise TimeoutError(late)
+            raise self.late(late)
+
+    def late(self, reason: str) -> Exception:
+        """Return the error for an attempt that is late for ``reason``."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return DeadlinePassedError(reason)
+        return TimeoutError(reason)
 
     def due(self) -> float:
         """Return when the attempt is late if nothing more happens (monotonic)."""
@@ -300,6 +311,13 @@ def _broken(error: Exception, progress: _Progress, visible: bool) -> Exception:
     return error
 
 
+def _failed(error: Exception) -> ModelCallError:
+    """Return the error a call that failed for good raises."""
+    if isinstance(error, StreamBrokenError):
+        return StreamInterruptedError(describe(error))
+    return ModelCallError(describe(error))
+
+
 async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
     """Await ``task``, cancelling it when the attempt stops making progress.
 
@@ -318,7 +336,7 @@ async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-            raise TimeoutError(late)
+            raise progress.late(late)
 
 
 async def acall(
@@ -355,7 +373,7 @@ async def acall(
     try:
         reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
     except Exception as error:
-        raise ModelCallError(describe(error)) from error
+        raise _failed(error) from error
     return reply
 
 
@@ -387,7 +405,7 @@ def call(
                 list(messages), _with_handler(config, progress), **_streaming(model)
             )
             if late := progress.overdue(time.monotonic()):
-                raise TimeoutError(late)
+                raise progress.late(late)
             return _checked(reply)
         except Exception as error:
             raise _broken(error, progress, visible) from error
@@ -395,7 +413,7 @@ def call(
     try:
         reply: AIMessage = _retrying(policy, Retrying)(attempt)
     except Exception as error:
-        raise ModelCallError(describe(error)) from error
+        raise _failed(error) from error
     return reply
 
 

@@ -222,3 +222,31 @@ def test_log_records_are_redacted(monkeypatch, caplog) -> None:
     except RuntimeError:
         logger.exception("call failed with %s", SENTINEL)
     assert SENTINEL not in caplog.text and caplog.text.count("[redacted]") == 2
+
+
+def test_a_broken_answer_stream_is_not_followed_by_a_fallbacks_answer() -> None:
+    from moa_graph.errors import StreamInterruptedError
+
+    with fault_server({"agg": {1: dropped_after(3)}}, reply=_long) as server:
+        config = moa(server, aggregator_fallbacks=["fb"])
+        shown, _, error = asyncio.run(_stream_answer(create_moa(config).compile()))
+    assert isinstance(error, ModelCallError)
+    assert isinstance(error.__cause__, StreamInterruptedError)
+    assert server.calls["fb"] == 0 and LONG_ANSWER.startswith(shown)
+
+
+def test_an_empty_reply_nobody_saw_is_retried_even_when_streaming() -> None:
+    from tests.fault_server import EMPTY
+
+    with fault_server({"agg": {1: EMPTY}}, reply=_long) as server:
+        shown, final, error = asyncio.run(_stream_answer(create_moa(moa(server)).compile()))
+    assert error is None and server.calls["agg"] == 2
+    assert shown == LONG_ANSWER == final["messages"][-1].text
+
+
+def test_a_sync_call_past_the_layer_deadline_is_not_retried() -> None:
+    with fault_server({"p1": {n: slow(0.4) for n in range(1, 5)}}, reply=_long) as server:
+        config = moa(server, layer_deadline_s=1.0, max_retries=3)
+        out = create_moa(config).compile().invoke({"messages": [("user", "Q")]})
+    assert "layer deadline" in (out["proposals"][0].error or "")
+    assert server.calls["p1"] == 1
