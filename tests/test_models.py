@@ -63,3 +63,17 @@ def test_unknown_integration_package_is_a_config_error(monkeypatch: pytest.Monke
 def test_model_instances_are_used_as_they_are(fake_model) -> None:
     model = fake_model("x")
     assert resolve_model(AgentSpec(model=model), temperature=0.0, max_tokens=1) is model
+
+
+def test_the_client_cache_keeps_only_recent_settings() -> None:
+    from moa_graph import models
+
+    agent = AgentSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
+    first = resolve_model(agent, temperature=0.0, max_tokens=8)
+    for step in range(1, 101):  # per-request sampling: a new setting every request
+        resolve_model(agent, temperature=step / 100, max_tokens=8)
+    assert len(models._clients) == 64
+    assert resolve_model(agent, temperature=1.0, max_tokens=8) is resolve_model(
+        agent, temperature=1.0, max_tokens=8
+    )  # a recent setting is still shared
+    assert resolve_model(agent, temperature=0.0, max_tokens=8) is not first  # an old one was let go
