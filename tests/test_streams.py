@@ -250,3 +250,30 @@ def test_a_sync_call_past_the_layer_deadline_is_not_retried() -> None:
         out = create_moa(config).compile().invoke({"messages": [("user", "Q")]})
     assert "layer deadline" in (out["proposals"][0].error or "")
     assert server.calls["p1"] == 1
+
+
+@pytest.mark.parametrize("fault", [dropped_after(4, token_delay=0.05), malformed_after(4)])
+def test_moa_ask_never_prints_a_spliced_answer(tmp_path, fault) -> None:
+    from tests.test_cli import moa as run_moa
+
+    with fault_server({"agg": {1: fault}}, reply=_long) as server:
+        agent = {"base_url": server.url}
+        config = tmp_path / "moa.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "layers": [[{"model": "openai:p1", **agent}, {"model": "openai:p2", **agent}]],
+                    "aggregator": {"model": "openai:agg", **agent},
+                    "backoff_s": 0.01,
+                }
+            )
+        )
+        done = run_moa("ask", "Q?", "--config", str(config))
+    # The answer had started on stdout: no second attempt follows it, a clean error ends it.
+    assert server.calls["agg"] == 1
+    assert done.returncode == 1
+    assert done.stdout.startswith("word0") and done.stdout.count("word0") == 1
+    assert LONG_ANSWER.startswith(done.stdout.strip())
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "already shown" in errors[0]
+    assert "Traceback" not in done.stderr
