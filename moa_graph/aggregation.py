@@ -121,7 +121,7 @@ def chosen(reply: AIMessage, references: Sequence[str]) -> AIMessage:
     return AIMessage(
         references[index],
         usage_metadata=reply.usage_metadata,
-        response_metadata={"moa_chosen": index},
+        response_metadata={"moa_chosen": index, "moa_strategy": "rank"},
     )
 
 

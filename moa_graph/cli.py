@@ -179,7 +179,7 @@ def ask(
             _as_json(config, state)
         )
     elif show_proposals:
-        render_proposals(state["proposals"], _err)
+        render_proposals(state["proposals"], _err, state["messages"][-1])
 
 
 @app.command()
@@ -215,7 +215,7 @@ def chat(
         state = asyncio.run(_answer(config, [*messages, HumanMessage(prompt)], live=True))
         messages = state["messages"]
         if show_proposals:
-            render_proposals(state["proposals"], _err)
+            render_proposals(state["proposals"], _err, state["messages"][-1])
 
 
 @presets_app.callback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
@@ -155,8 +156,30 @@ async def render_run(
     return final or {}
 
 
-def render_proposals(proposals: Sequence[Proposal], console: Console) -> None:
-    """Print every proposal in a panel titled with its layer, agent and cost."""
+_CHOSEN_BY = {
+    "vote": "a vote of their final answers",
+    "examples": "running its code on the prompt's examples",
+    "similarity": "agreeing most with the others",
+    "rank": "the aggregator's ranking",
+}
+
+
+def how_answered(answer: AIMessage) -> str:
+    """Return how the aggregation came to an answer, from its ``response_metadata``."""
+    meta = answer.response_metadata
+    if "moa_chosen" not in meta:
+        return "the aggregator wrote the answer from the last layer's proposals"
+    how = _CHOSEN_BY.get(meta.get("moa_strategy", ""), "the aggregation")
+    return f"the answer is proposal {meta['moa_chosen'] + 1} of the last layer, chosen by {how}"
+
+
+def render_proposals(
+    proposals: Sequence[Proposal], console: Console, answer: AIMessage | None = None
+) -> None:
+    """Print every proposal in a panel titled with its layer, agent and cost.
+
+    With the ``answer``, a last line says how the aggregation came to it.
+    """
     panels = [
         Panel(
             Markdown(p.content),
@@ -168,3 +191,5 @@ def render_proposals(proposals: Sequence[Proposal], console: Console) -> None:
         for p in proposals
     ]
     console.print(Group(*panels))
+    if answer is not None:
+        console.print(Text(how_answered(answer)))

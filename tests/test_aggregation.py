@@ -162,3 +162,16 @@ def test_unknown_aggregation_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="aggregation"):
         config_from_data({"layers": [["openai:a"]], "aggregator": "openai:b", "aggregation": "x"})
+
+
+def test_the_display_says_how_the_answer_came_about(fake_model) -> None:
+    from moa_graph.display import how_answered
+
+    voted_result, _ = _run(fake_model, ["The answer is 4", "#### 5", "The answer is 5"], "auto")
+    assert how_answered(voted_result["messages"][-1]) == (
+        "the answer is proposal 2 of the last layer, chosen by a vote of their final answers"
+    )
+    synthesized, _ = _run(fake_model, POEMS, "auto")
+    assert how_answered(synthesized["messages"][-1]) == (
+        "the aggregator wrote the answer from the last layer's proposals"
+    )

@@ -77,6 +77,7 @@ def test_ask_show_proposals(config_file: Path) -> None:
     result = moa("ask", "Hi", "--config", str(config_file), "--show-proposals")
     assert result.returncode == 0, result.stderr
     assert "layer 1 · alpha" in result.stderr and "beta says: Hi" in result.stderr
+    assert "the aggregator wrote the answer from the last layer's proposals" in result.stderr
 
 
 def test_ask_reads_stdin(config_file: Path) -> None:
