@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from moa_graph.cli_options import ConfigOption, PresetOption, chosen_configs
 from moa_graph.eval.cli import app as eval_app
 from moa_graph.local.cli import app as models_app
 from moa_graph.server_cli import serve_command
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
 
     from moa_graph.config import MoAConfig
-
-DEFAULT_PRESET = "local"
 
 app = typer.Typer(
     name="moa",
@@ -44,16 +43,6 @@ _out = Console()
 _err = Console(stderr=True)
 _debug = False
 
-PresetOption = Annotated[
-    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
-    typer.Option(
-        "--preset", "-p", help=f"Preset name (default: {DEFAULT_PRESET}).", show_default=False
-    ),
-]
-ConfigOption = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--config", "-c", help="Config file (YAML, TOML or JSON).", show_default=False),
-]
 ShowProposalsOption = Annotated[
     bool, typer.Option("--show-proposals", help="Print every proposer's response too.")
 ]
@@ -80,13 +69,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _config(preset: str | None, config_file: Path | None) -> MoAConfig:
-    from moa_graph.config import load_config
-    from moa_graph.presets import load_preset
-
-    if preset and config_file:
-        _fail("give --preset or --config, not both")
-    # --preset is a name, never a file: load_preset refuses anything else.
-    return load_config(config_file) if config_file else load_preset(preset or DEFAULT_PRESET)
+    return chosen_configs(preset, [config_file] if config_file else [])[0]
 
 
 async def _answer(

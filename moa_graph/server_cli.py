@@ -65,7 +65,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve Mixture-of-Agents presets behind an OpenAI-compatible API."""
-    from moa_graph.cli import DEFAULT_PRESET
+    from moa_graph.cli_options import DEFAULT_PRESET
     from moa_graph.errors import ConfigError
 
     try:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 
+from moa_graph.cli_options import ConfigFilesOption, ConfigOption, PresetOption, chosen_configs
+
 if TYPE_CHECKING:
     from moa_graph.config import MoAConfig
     from moa_graph.eval.runner import ItemResult
@@ -25,14 +27,6 @@ app = typer.Typer(
 )
 _out = Console()
 
-Preset = Annotated[
-    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
-    typer.Option("--preset", "-p", help="Preset name (default: local).", show_default=False),
-]
-ConfigFile = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--config", "-c", help="Config file (YAML, TOML or JSON).", show_default=False),
-]
 Dataset = Annotated[
     str, typer.Argument(help="mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval or humaneval.")
 ]
@@ -71,19 +65,8 @@ ShareCalls = Annotated[
 ]
 
 
-def _configs(preset: str | None, config_files: list[Path] | None) -> list[MoAConfig]:
-    from moa_graph.errors import ConfigError
-    from moa_graph.graph import resolve_config
-
-    if preset and config_files:
-        raise ConfigError("give --preset or --config, not both")
-    return [resolve_config(path) for path in config_files or []] or [
-        resolve_config(preset or "local")
-    ]
-
-
 def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
-    return _configs(preset, [config_file] if config_file else None)[0]
+    return chosen_configs(preset, [config_file] if config_file else [])[0]
 
 
 def _finish(
@@ -118,16 +101,8 @@ def _finish(
 def run_command(
     dataset: Dataset,
     out: Out = Path("eval-results"),
-    preset: Preset = None,
-    config_files: Annotated[
-        Optional[list[Path]],  # noqa: UP045
-        typer.Option(
-            "--config",
-            "-c",
-            help="Config file (YAML, TOML or JSON); repeat to compare several.",
-            show_default=False,
-        ),
-    ] = None,
+    preset: PresetOption = None,
+    config_files: ConfigFilesOption = None,
     limit: Limit = None,
     seed: Seed = 0,
     offset: Offset = 0,
@@ -144,7 +119,7 @@ def run_command(
     from moa_graph.eval.datasets import load_dataset
     from moa_graph.eval.runner import run_evals, select_items
 
-    configs = _configs(preset, config_files)
+    configs = chosen_configs(preset, config_files or [])
     if langsmith:
         from moa_graph.eval.tracking import run_langsmith_experiment
 
@@ -168,8 +143,8 @@ def experiment_command(
     ],
     dataset: Dataset,
     out: Out = Path("eval-results"),
-    preset: Preset = None,
-    config_file: ConfigFile = None,
+    preset: PresetOption = None,
+    config_file: ConfigOption = None,
     limit: Limit = None,
     seed: Seed = 0,
     offset: Offset = 0,
