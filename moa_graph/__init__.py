@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG, create_moa
     from moa_graph.presets import list_presets, load_preset
     from moa_graph.prompts import AGGREGATE_PROMPT
-    from moa_graph.state import MoAInput, MoAOutput, MoAState, Proposal
+    from moa_graph.state import MoAInput, MoAOutput, MoAState, ProgressEvent, Proposal
 
 _EXPORTS = {
     "AgentSpec": "config",
@@ -42,6 +42,7 @@ _EXPORTS = {
     "MoAInput": "state",
     "MoAOutput": "state",
     "MoAState": "state",
+    "ProgressEvent": "state",
     "Proposal": "state",
 }
 
@@ -59,6 +60,7 @@ __all__ = [
     "MoAInput",
     "MoAOutput",
     "MoAState",
+    "ProgressEvent",
     "Proposal",
     "create_moa",
     "list_presets",

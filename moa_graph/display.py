@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from moa_graph.config import MoAConfig
-from moa_graph.state import Proposal
+from moa_graph.state import ProgressEvent, Proposal
 from moa_graph.streaming import Event, Finished, Progress, Token
 
 _LITERAL: dict[str, Any] = {"soft_wrap": True, "highlight": False, "markup": False, "emoji": False}
@@ -37,22 +37,23 @@ class ProgressTable:
             self._rows[(layer, agent.name or "")] = {"model": agent.model_id, "status": "waiting"}
         self._aggregator = (len(config.layers) + 1, config.aggregator.name or "")
 
-    def update(self, event: dict[str, Any]) -> None:
+    def update(self, event: ProgressEvent) -> None:
         """Apply one progress event."""
-        row = self._rows.get((event.get("moa_layer", 0), event.get("moa_agent", "")))
+        if event["event"] == "layer_started":
+            return
+        row = self._rows.get((event["moa_layer"], event["moa_agent"]))
         if row is None:
             return
-        kind = event["event"]
-        if kind in ("agent_started", "aggregator_started"):
-            row["status"] = "running"
-        elif kind == "agent_finished":
+        if event["event"] == "agent_finished":
             row.update(
                 status="done",
                 latency=f"{event['latency_s']:.1f}s",
                 tokens=f"{event['input_tokens']} → {event['output_tokens']}",
             )
-        elif kind == "agent_failed":
+        elif event["event"] == "agent_failed":
             row["status"] = "failed"
+        else:
+            row["status"] = "running"
 
     def finish(self, state: dict[str, Any] | None) -> None:
         """Show the state the run ended in, whatever events were seen.

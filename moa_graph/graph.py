@@ -29,7 +29,19 @@ from moa_graph.models import resolve_model
 from moa_graph.presets import load_preset
 from moa_graph.prompts import build_messages
 from moa_graph.reliability import CallPolicy, acall, call, call_policy, fit_references, input_budget
-from moa_graph.state import MoAInput, MoAOutput, MoAState, Proposal, user_turn
+from moa_graph.state import (
+    AgentFailed,
+    AgentFinished,
+    AgentInfo,
+    AgentStarted,
+    AggregatorStarted,
+    LayerStarted,
+    MoAInput,
+    MoAOutput,
+    MoAState,
+    Proposal,
+    user_turn,
+)
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the aggregator's node."""
@@ -90,14 +102,14 @@ class _Agent:
             return AGGREGATOR_NODE
         return proposer_node(self.layer, self.name)
 
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "moa_role": self.role,
-            "moa_layer": self.layer,
-            "moa_agent": self.name,
-            "moa_model": self.spec.model_id,
-            "moa_preset": self.config.name,
-        }
+    def metadata(self) -> AgentInfo:
+        return AgentInfo(
+            moa_role="aggregator" if self.role == "aggregator" else "proposer",
+            moa_layer=self.layer,
+            moa_agent=self.name,
+            moa_model=self.spec.model_id,
+            moa_preset=self.config.name,
+        )
 
     def call_config(self) -> RunnableConfig:
         tag = AGGREGATOR_TAG if self.role == "aggregator" else PROPOSER_TAG
@@ -105,7 +117,7 @@ class _Agent:
         return {
             "run_name": self.name,
             "tags": tags if self.stream else [*tags, TAG_NOSTREAM],
-            "metadata": self.metadata(),
+            "metadata": dict(self.metadata()),
         }
 
     def references(self, state: MoAState) -> list[str]:
@@ -152,12 +164,12 @@ class _Agent:
     def started(self, state: MoAState) -> float:
         writer = get_stream_writer()
         if self.role == "aggregator":
-            writer({"event": "aggregator_started", **self.metadata()})
+            writer(AggregatorStarted(event="aggregator_started", **self.metadata()))
         elif self.index == 0:
-            agents = [a.name for a in self.config.layers[self.layer - 1]]
-            writer({"event": "layer_started", "moa_layer": self.layer, "moa_agents": agents})
+            agents = [a.name or "" for a in self.config.layers[self.layer - 1]]
+            writer(LayerStarted(event="layer_started", moa_layer=self.layer, moa_agents=agents))
         if self.role == "proposer":
-            writer({"event": "agent_started", **self.metadata()})
+            writer(AgentStarted(event="agent_started", **self.metadata()))
         return time.perf_counter()
 
     def finished(
@@ -168,14 +180,14 @@ class _Agent:
         )
         latency = time.perf_counter() - started
         get_stream_writer()(
-            {
-                "event": "agent_finished",
+            AgentFinished(
+                event="agent_finished",
                 **self.metadata(),
-                "latency_s": latency,
-                "input_tokens": usage["input_tokens"],
-                "output_tokens": usage["output_tokens"],
-                "references_cut_tokens": cut,
-            }
+                latency_s=latency,
+                input_tokens=usage["input_tokens"],
+                output_tokens=usage["output_tokens"],
+                references_cut_tokens=cut,
+            )
         )
         if self.role == "aggregator":
             turn = user_turn(state["messages"])
@@ -268,7 +280,7 @@ class _Agent:
         """Record a proposer's failure as a proposal; an aggregator's ends the run."""
         if self.role == "aggregator":
             raise ModelCallError(f"aggregator '{self.name}' failed: {error}") from error
-        get_stream_writer()({"event": "agent_failed", **self.metadata(), "error": str(error)})
+        get_stream_writer()(AgentFailed(event="agent_failed", **self.metadata(), error=str(error)))
         return self.proposal(
             state, content="", latency_s=time.perf_counter() - started, error=str(error)
         )

@@ -18,7 +18,7 @@ from langchain_core.messages.ai import UsageMetadata
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_graph.errors import InputError
-from moa_graph.state import Proposal
+from moa_graph.state import AgentFinished, Proposal
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a request body may have; OpenAI's own
@@ -227,7 +227,7 @@ class ChunkMaker:
 
 
 def moa_extension(
-    proposals: Sequence[Proposal], aggregator: Mapping[str, Any] | None, thread_id: str | None
+    proposals: Sequence[Proposal], aggregator: AgentFinished | None, thread_id: str | None
 ) -> dict[str, Any]:
     """Return the ``moa`` extension field: proposals and each agent's usage.
 

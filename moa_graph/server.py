@@ -56,6 +56,7 @@ from moa_graph.openai_api import (
 from moa_graph.presets import load_preset
 from moa_graph.reliability import describe
 from moa_graph.secrets import RedactingFilter
+from moa_graph.state import AgentFinished
 from moa_graph.streaming import Event, Finished, Progress, Token, stream_moa
 
 DEFAULT_HOST = "127.0.0.1"
@@ -304,7 +305,7 @@ class _Run:
         if thread_id is not None:
             config["configurable"] = {"thread_id": thread_id}
         self.failed_agents: list[str] = []
-        self.aggregator: dict[str, Any] | None = None
+        self.aggregator: AgentFinished | None = None
         self.state: dict[str, Any] = {}
         self.tokens = 0
         self._ended = False
@@ -343,12 +344,11 @@ class _Run:
         if isinstance(item, BaseException):
             raise self._api_error(item)
         if isinstance(item, Progress):
-            if item.data.get("event") == "agent_failed":
-                self.failed_agents.append(str(item.data["moa_agent"]))
-            elif item.data.get("moa_role") == "aggregator" and (
-                item.data.get("event") == "agent_finished"
-            ):
-                self.aggregator = item.data
+            data = item.data
+            if data["event"] == "agent_failed":
+                self.failed_agents.append(data["moa_agent"])
+            elif data["event"] == "agent_finished" and data["moa_role"] == "aggregator":
+                self.aggregator = data
         elif isinstance(item, Finished):
             self.state = item.state
         return item

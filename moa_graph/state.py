@@ -1,9 +1,13 @@
-"""Graph state: the conversation, the proposals of the current turn, and usage."""
+"""Graph state (the conversation, the turn's proposals, usage) and progress events.
+
+The nodes write the events of :data:`ProgressEvent` to ``stream_mode="custom"``; the
+command line, the server and the display read them by their ``event`` field.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
@@ -109,3 +113,63 @@ class MoAState(MessagesState):
 
     proposals: Annotated[list[Proposal], merge_proposals]
     usage: UsageMetadata
+
+
+class AgentInfo(TypedDict):
+    """Who an agent event is about (also the metadata of the agent's model call).
+
+    Attributes:
+        moa_role: ``proposer`` or ``aggregator``.
+        moa_layer: The proposer layer, from 1; the aggregator's is the number of
+            proposer layers plus one.
+        moa_agent: The agent's name.
+        moa_model: The agent's model.
+        moa_preset: The preset's name, if the config came from one.
+    """
+
+    moa_role: Literal["proposer", "aggregator"]
+    moa_layer: int
+    moa_agent: str
+    moa_model: str
+    moa_preset: str | None
+
+
+class LayerStarted(TypedDict):
+    """A proposer layer began; ``moa_agents`` names its agents in order."""
+
+    event: Literal["layer_started"]
+    moa_layer: int
+    moa_agents: list[str]
+
+
+class AgentStarted(AgentInfo):
+    """A proposer began its call."""
+
+    event: Literal["agent_started"]
+
+
+class AggregatorStarted(AgentInfo):
+    """The aggregator began (a strategy without a model call finishes at once)."""
+
+    event: Literal["aggregator_started"]
+
+
+class AgentFinished(AgentInfo):
+    """An agent answered: wall time, the tokens its call reported, references cut."""
+
+    event: Literal["agent_finished"]
+    latency_s: float
+    input_tokens: int
+    output_tokens: int
+    references_cut_tokens: int
+
+
+class AgentFailed(AgentInfo):
+    """A proposer failed after its retries; ``error`` says why (secrets redacted)."""
+
+    event: Literal["agent_failed"]
+    error: str
+
+
+ProgressEvent = LayerStarted | AgentStarted | AggregatorStarted | AgentFinished | AgentFailed
+"""What a MoA graph writes to ``stream_mode="custom"``; ``event`` tells them apart."""

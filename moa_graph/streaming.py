@@ -17,13 +17,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Durability
 
 from moa_graph.graph import AGGREGATOR_TAG
+from moa_graph.state import ProgressEvent
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress event a node emitted, e.g. ``{"event": "agent_finished", ...}``."""
+    """A progress event a node emitted (see :data:`moa_graph.state.ProgressEvent`)."""
 
-    data: dict[str, Any]
+    data: ProgressEvent
 
 
 @dataclass(frozen=True)
