@@ -86,8 +86,3 @@ class SQLiteCallCache(BaseCache):
         """Forget every saved call."""
         with self._lock:
             self._db.execute("DELETE FROM calls")
-
-    def __len__(self) -> int:
-        with self._lock:
-            count: int = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        return count
