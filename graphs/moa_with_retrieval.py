@@ -15,11 +15,10 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.documents import search
-from graphs.served import served_moa
+from graphs.served import around_moa
 from moa_graph import MoAConfig
-from moa_graph.context import MoAContext
 from moa_graph.graph import check_conversation
-from moa_graph.state import MoAInput, MoAOutput, MoAState
+from moa_graph.state import MoAState
 
 PASSAGES = 2
 """How many passages go in front of the question."""
@@ -43,12 +42,8 @@ def retrieve(state: MoAState) -> dict[str, list[AnyMessage]]:
 
 def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     """Build the graph; ``config`` replaces the served preset (tests pass fakes)."""
-    builder = StateGraph(MoAState, MoAContext, input_schema=MoAInput, output_schema=MoAOutput)
-    builder.add_node("retrieve", retrieve, metadata={"role": "retriever"})
-    builder.add_node("moa", served_moa(config).compile(), metadata={"role": "moa"})
-    builder.add_edge(START, "retrieve")
-    builder.add_edge("retrieve", "moa")
-    return builder
+    retrieval = around_moa(config).add_node("retrieve", retrieve, metadata={"role": "retriever"})
+    return retrieval.add_edge(START, "retrieve").add_edge("retrieve", "moa")
 
 
 @cache

@@ -24,11 +24,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from graphs.served import served_moa
+from graphs.served import around_moa
 from moa_graph import InputError, MoAConfig
 from moa_graph.config import describe_validation_error
-from moa_graph.context import MoAContext
-from moa_graph.state import MoAInput, MoAOutput, MoAState
+from moa_graph.state import MoAState
 
 
 class Review(BaseModel):
@@ -78,12 +77,8 @@ def review(state: MoAState) -> Command[Literal["moa", "__end__"]]:
 
 def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     """Build the graph; ``config`` replaces the served preset (tests pass fakes)."""
-    builder = StateGraph(MoAState, MoAContext, input_schema=MoAInput, output_schema=MoAOutput)
-    builder.add_node("moa", served_moa(config).compile(), metadata={"role": "moa"})
-    builder.add_node("review", review, metadata={"role": "human-review"})
-    builder.add_edge(START, "moa")
-    builder.add_edge("moa", "review")
-    return builder
+    reviewed = around_moa(config).add_node("review", review, metadata={"role": "human-review"})
+    return reviewed.add_edge(START, "moa").add_edge("moa", "review")
 
 
 @cache

@@ -12,6 +12,7 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from langgraph.graph import StateGraph
 
@@ -54,3 +55,14 @@ def served_moa(
         config = served_preset(os.environ.get("MOA_GRAPHS_PRESET", DEFAULT_PRESET))
     max_layers = max(int(os.environ.get("MOA_GRAPHS_MAX_LAYERS", "3")), len(config.layers))
     return create_configurable_moa(config, max_layers=max_layers, load=load)
+
+
+def around_moa(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
+    """Return an app graph on the MoA's state and run context, with the MoA as node ``moa``.
+
+    Args:
+        config: As for :func:`served_moa`.
+    """
+    builder = StateGraph(MoAState, MoAContext, input_schema=MoAInput, output_schema=MoAOutput)
+    builder.add_node("moa", served_moa(config).compile(), metadata={"role": "moa"})
+    return builder

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 from moa_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from moa_graph.config import AgentSpec, MoAConfig, load_config, save_config
+    from moa_graph.config import AgentSpec, MoAConfig
+    from moa_graph.config_files import load_config, save_config
     from moa_graph.errors import ConfigError, InputError, MissingAPIKeyError, MoAError
-    from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG, create_moa
+    from moa_graph.factory import create_moa
+    from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG
     from moa_graph.presets import list_presets, load_preset
     from moa_graph.prompts import AGGREGATE_PROMPT
     from moa_graph.state import MoAInput, MoAOutput, MoAState, ProgressEvent, Proposal
@@ -26,8 +28,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AgentSpec": "config",
     "MoAConfig": "config",
-    "load_config": "config",
-    "save_config": "config",
+    "load_config": "config_files",
+    "save_config": "config_files",
     "ConfigError": "errors",
     "InputError": "errors",
     "MissingAPIKeyError": "errors",
@@ -35,7 +37,7 @@ _EXPORTS = {
     "AGGREGATOR_NODE": "graph",
     "AGGREGATOR_TAG": "graph",
     "PROPOSER_TAG": "graph",
-    "create_moa": "graph",
+    "create_moa": "factory",
     "list_presets": "presets",
     "load_preset": "presets",
     "AGGREGATE_PROMPT": "prompts",

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -26,6 +27,7 @@ from langchain_core.messages.ai import UsageMetadata
 
 from moa_graph import agreement
 from moa_graph.code_check import examples_passed
+from moa_graph.prompts import build_messages
 
 Aggregation = Literal["synthesize", "rank", "vote", "vote-hint", "consensus", "auto"]
 """The name of an aggregation strategy."""
@@ -183,12 +185,96 @@ def select(
     Raises:
         ValueError: There are no proposals.
     """
-    if strategy in ("vote", "consensus", "auto") and not references:
-        raise ValueError("there are no proposals to choose from")
-    if strategy == "vote":
-        return voted(references)
-    if strategy == "consensus":
-        return consensus(prompt, references, check_code=check_code)
-    if strategy == "auto" and agreement.kind_of(references) != "text":
-        return consensus(prompt, references, check_code=check_code)
+    return STRATEGIES[strategy].select(prompt, references, check_code)
+
+
+def _no_selection(prompt: str, references: Sequence[str], check_code: bool) -> None:
     return None
+
+
+def _proposals(references: Sequence[str]) -> Sequence[str]:
+    if not references:
+        raise ValueError("there are no proposals to choose from")
+    return references
+
+
+def _vote(prompt: str, references: Sequence[str], check_code: bool) -> AIMessage:
+    return voted(_proposals(references))
+
+
+def _consensus(prompt: str, references: Sequence[str], check_code: bool) -> AIMessage:
+    return consensus(prompt, _proposals(references), check_code=check_code)
+
+
+def _auto(prompt: str, references: Sequence[str], check_code: bool) -> AIMessage | None:
+    if references and agreement.kind_of(references) == "text":
+        return None
+    return _consensus(prompt, references, check_code)
+
+
+def _synthesis_messages(
+    conversation: Sequence[BaseMessage],
+    references: Sequence[str],
+    system_prompt: str | None,
+    aggregate_prompt: str,
+) -> list[BaseMessage]:
+    return build_messages(
+        conversation,
+        system_prompt=system_prompt,
+        references=references,
+        aggregate_prompt=aggregate_prompt,
+    )
+
+
+def _hinted_messages(
+    conversation: Sequence[BaseMessage],
+    references: Sequence[str],
+    system_prompt: str | None,
+    aggregate_prompt: str,
+) -> list[BaseMessage]:
+    hinted = aggregate_prompt + vote_hint(references)
+    return _synthesis_messages(conversation, references, system_prompt, hinted)
+
+
+def _ranker_messages(
+    conversation: Sequence[BaseMessage],
+    references: Sequence[str],
+    system_prompt: str | None,
+    aggregate_prompt: str,
+) -> list[BaseMessage]:
+    return rank_messages(conversation, references)
+
+
+def _as_is(reply: AIMessage, references: Sequence[str]) -> AIMessage:
+    return reply
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How an aggregator turns references into its answer.
+
+    Attributes:
+        select: The answer when no model call is needed (prompt, references,
+            check_code), else None.
+        messages: The prompt of the model call (conversation, references, the agent's
+            system prompt, the aggregate prompt); proposers of later layers use
+            ``synthesize``'s.
+        finish: The answer made of the model's reply and the references.
+    """
+
+    select: Callable[[str, Sequence[str], bool], AIMessage | None]
+    messages: Callable[
+        [Sequence[BaseMessage], Sequence[str], str | None, str], list[BaseMessage]
+    ] = _synthesis_messages
+    finish: Callable[[AIMessage, Sequence[str]], AIMessage] = _as_is
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "synthesize": Strategy(_no_selection),
+    "rank": Strategy(_no_selection, _ranker_messages, chosen),
+    "vote": Strategy(_vote),
+    "vote-hint": Strategy(_no_selection, _hinted_messages),
+    "consensus": Strategy(_consensus),
+    "auto": Strategy(_auto),
+}
+"""Every aggregation strategy by name."""

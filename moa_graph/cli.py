@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from moa_graph.cli_options import ConfigOption, PresetOption, chosen_configs
+from moa_graph.cli_options import ConfigOption, PresetOption, chosen_config
 from moa_graph.eval.cli import app as eval_app
 from moa_graph.local.cli import app as models_app
 from moa_graph.server_cli import serve_command
@@ -46,6 +45,29 @@ _debug = False
 ShowProposalsOption = Annotated[
     bool, typer.Option("--show-proposals", help="Print every proposer's response too.")
 ]
+PromptArgument = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Argument(help="The question; '-' reads it from stdin.", show_default=False),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print answer, proposals and usage as JSON.")
+]
+ThreadOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--thread", help="Save the run under this thread id, to resume it."),
+]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Finish the interrupted run of --thread.")
+]
+CheckpointsOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--checkpoints",
+        help="SQLite file or postgresql:// DSN for --thread "
+        "(default: $MOA_CHECKPOINTS or ~/.local/state/moa-graph/checkpoints.sqlite).",
+        show_default=False,
+    ),
+]
 
 
 @app.callback()
@@ -68,10 +90,6 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _config(preset: str | None, config_file: Path | None) -> MoAConfig:
-    return chosen_configs(preset, [config_file] if config_file else [])[0]
-
-
 async def _answer(
     config: MoAConfig,
     messages: list[AnyMessage],
@@ -81,7 +99,7 @@ async def _answer(
     checkpoints: str | None = None,
 ) -> dict[str, Any]:
     from moa_graph.display import render_run
-    from moa_graph.graph import create_moa
+    from moa_graph.factory import create_moa
     from moa_graph.streaming import stream_moa
 
     if thread is None:
@@ -112,32 +130,14 @@ def _as_json(config: MoAConfig, state: dict[str, Any]) -> str:
 
 @app.command()
 def ask(
-    prompt: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Argument(help="The question; '-' reads it from stdin.", show_default=False),
-    ] = None,
+    prompt: PromptArgument = None,
     preset: PresetOption = None,
     config_file: ConfigOption = None,
     show_proposals: ShowProposalsOption = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print answer, proposals and usage as JSON.")
-    ] = False,
-    thread: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--thread", help="Save the run under this thread id, to resume it."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Finish the interrupted run of --thread.")
-    ] = False,
-    checkpoints: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--checkpoints",
-            help="SQLite file or postgresql:// DSN for --thread "
-            "(default: $MOA_CHECKPOINTS or ~/.local/state/moa-graph/checkpoints.sqlite).",
-            show_default=False,
-        ),
-    ] = None,
+    as_json: JsonOption = False,
+    thread: ThreadOption = None,
+    resume: ResumeOption = False,
+    checkpoints: CheckpointsOption = None,
 ) -> None:
     """Answer one prompt with a Mixture-of-Agents."""
     from langchain_core.messages import HumanMessage
@@ -151,7 +151,7 @@ def ask(
         prompt = sys.stdin.read()
     if not resume and not (prompt or "").strip():
         _fail("the prompt is empty")
-    config = _config(preset, config_file)
+    config = chosen_config(preset, config_file)
     messages: list[AnyMessage] = [] if resume else [HumanMessage(prompt)]
     if messages:
         check_input(config, messages)  # before anything is written to a checkpoint
@@ -176,7 +176,7 @@ def chat(
 
     from moa_graph.display import render_proposals
 
-    config = _config(preset, config_file)
+    config = chosen_config(preset, config_file)
     name = config.name or "custom config"
     _err.print(Text(f"moa chat · {name} · /reset forgets, /exit or Ctrl-D quits", style="dim"))
     messages: list[AnyMessage] = []

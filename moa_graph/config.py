@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import json
 import re
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from langchain_core.language_models import BaseChatModel
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from moa_graph.aggregation import Aggregation
 from moa_graph.errors import ConfigError
@@ -352,87 +341,3 @@ def _did_you_mean(location: tuple[int | str, ...]) -> str:
     fields = MoAConfig.model_fields if len(location) == 1 else AgentSpec.model_fields
     close = difflib.get_close_matches(str(location[-1]), list(fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML, TOML or JSON file into plain data without validating it.
-
-    Raises:
-        ConfigError: The file is missing, unreadable or not well-formed.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} "
-            f"at offset {error.start}"
-        ) from None
-    try:
-        if path.suffix == ".toml":
-            data: Any = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"config file {path} must end in .yaml, .yml, .toml or .json")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"config file {path} is malformed{_syntax_error(error)}") from None
-    except RecursionError:
-        raise ConfigError(f"config file {path} is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
-
-
-def _syntax_error(error: yaml.YAMLError | ValueError) -> str:
-    """Return where a YAML, JSON or TOML syntax error is and what it is, on one line.
-
-    The text follows "is malformed": `` at line 2, column 1: ...`` or ``: ...``.
-    """
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark, problem = error.problem_mark, error.problem or "syntax error"
-        detail = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-        if error.context:
-            start = error.context_mark
-            at = f" at line {start.line + 1}, column {start.column + 1}" if start else ""
-            detail += f" ({error.context}{at})"
-        return detail
-    if isinstance(error, yaml.reader.ReaderError):
-        return f" at character {error.position + 1}: unacceptable character #x{error.character:04x}"
-    if isinstance(error, json.JSONDecodeError):
-        return f" at line {error.lineno}, column {error.colno}: {error.msg}"
-    return ": " + " ".join(str(error).split())  # TOML's message ends with its line and column
-
-
-def load_config(path: str | Path) -> MoAConfig:
-    """Load a config from a YAML, TOML or JSON file.
-
-    Args:
-        path: The file; its suffix picks the format.
-
-    Raises:
-        ConfigError: The file cannot be read or parsed, or a field is invalid; the
-            message names the file and the field.
-    """
-    return config_from_data(read_config_file(path), source=f"config file {path}")
-
-
-def save_config(config: MoAConfig, path: str | Path) -> None:
-    """Write a config to a YAML or JSON file (TOML cannot hold its nested lists).
-
-    Raises:
-        ConfigError: An agent's model is an instance, which a file cannot hold.
-    """
-    path = Path(path)
-    agents = [a for layer in config.layers for a in layer] + [config.aggregator]
-    if any(not isinstance(a.model, str) for a in agents):
-        raise ConfigError("a config with model instances cannot be saved to a file")
-    data = config.to_dict()
-    if path.suffix == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

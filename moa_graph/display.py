@@ -111,10 +111,9 @@ async def render_run(
 ) -> dict[str, Any]:
     """Show a run: progress on ``err`` while it lasts, the answer streamed to ``out``.
 
-    On a terminal the table of agents is redrawn while they run and cleared when
-    the answer starts; once the run is over (or has failed), the table is printed
-    on ``err`` in the state the run ended in. Text from models and configs is shown
-    literally.
+    On a terminal the table of agents is redrawn live and cleared when the answer
+    starts; at the end (or failure) it is printed as the run left it. Model text is
+    shown literally.
 
     Args:
         events: The run's events, from :func:`moa_graph.streaming.stream_moa`.
@@ -129,8 +128,7 @@ async def render_run(
     table = ProgressTable(config)
     redraw = live and err.is_terminal and not err.is_dumb_terminal
     display = Live(table, console=err, transient=True, refresh_per_second=8) if redraw else None
-    answering = False
-    final: dict[str, Any] | None = None
+    answering, final = False, None
     if display:
         display.start()
     try:
@@ -148,13 +146,25 @@ async def render_run(
         if display and display.is_started:
             display.stop()
         if live:
-            if answering:
-                out.print()
-            elif final and final.get("messages"):
-                out.print(final["messages"][-1].text, **_LITERAL)
-            table.finish(final)
-            err.print(table)
+            _show_end(table, final, answering, out=out, err=err)
     return final or {}
+
+
+def _show_end(
+    table: ProgressTable,
+    final: dict[str, Any] | None,
+    answered: bool,
+    *,
+    out: Console,
+    err: Console,
+) -> None:
+    """End a shown run: the answer if it was not streamed, then the table as it ended."""
+    if answered:
+        out.print()
+    elif final and final.get("messages"):
+        out.print(final["messages"][-1].text, **_LITERAL)
+    table.finish(final)
+    err.print(table)
 
 
 _CHOSEN_BY = {

@@ -80,7 +80,29 @@ def resolve_model(
     """
     if isinstance(agent.model, BaseChatModel):
         return agent.model
-    provider = agent.model.partition(":")[0]
+    kwargs = _settings(agent, temperature, max_tokens, seed, timeout_s)
+    key = json.dumps([agent.model, kwargs], sort_keys=True, default=repr)
+    with _clients_lock:
+        if key in _clients:
+            _clients.move_to_end(key)
+            return _clients[key]
+    client = _build_model(agent.model, kwargs)
+    with _clients_lock:
+        _clients[key] = client
+        while len(_clients) > _MAX_CLIENTS:
+            _clients.popitem(last=False)
+    return client
+
+
+def _settings(
+    agent: AgentSpec,
+    temperature: float,
+    max_tokens: int,
+    seed: int | None,
+    timeout_s: float | None,
+) -> dict[str, Any]:
+    """Return the client settings of an agent's model string (the key by name only)."""
+    provider = str(agent.model).partition(":")[0]
     kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
     if seed is not None:
         kwargs["seed"] = seed
@@ -108,18 +130,7 @@ def resolve_model(
         kwargs["api_key_env"] = key_env
     elif agent.base_url:
         kwargs["api_key"] = _PLACEHOLDER_KEY
-    kwargs.update(agent.params)
-    key = json.dumps([agent.model, kwargs], sort_keys=True, default=repr)
-    with _clients_lock:
-        if key in _clients:
-            _clients.move_to_end(key)
-            return _clients[key]
-    client = _build_model(agent.model, kwargs)
-    with _clients_lock:
-        _clients[key] = client
-        while len(_clients) > _MAX_CLIENTS:
-            _clients.popitem(last=False)
-    return client
+    return {**kwargs, **agent.params}
 
 
 def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
@@ -140,6 +151,10 @@ def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
         chat_model: BaseChatModel = init_chat_model(model_id, model_provider=provider, **kwargs)
     except ImportError as error:
         raise ConfigError(f"provider '{provider}' needs its LangChain package: {error}") from None
+    if "max_retries" in type(chat_model).model_fields and "max_retries" not in kwargs:
+        # One retry layer per call, whatever the provider: moa_graph.reliability's.
+        # The client is built again, as many make their HTTP client when built.
+        chat_model = init_chat_model(model_id, model_provider=provider, max_retries=0, **kwargs)
     return chat_model
 
 

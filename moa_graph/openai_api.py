@@ -101,8 +101,8 @@ class MoAOptions(BaseModel):
     Attributes:
         include_proposals: Return every proposal and each agent's usage in the
             response's ``moa`` field (in the last chunk when streaming).
-        sampling: Which agents the request's ``temperature`` and ``max_tokens``
-            apply to: the aggregator only (the default) or every agent.
+        sampling: Which agents take the request's ``temperature`` and ``max_tokens``
+            as their defaults: the aggregator only (the default) or every agent.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -1,4 +1,4 @@
-"""Reliable model calls: retries, timeouts, rate limits and context budgets.
+"""Reliable model calls: retries, progress timeouts and rate limits.
 
 A MoA run makes many calls; each goes through :func:`acall` (or :func:`call`),
 which waits for the provider's rate limit, bounds every attempt by a timeout,
@@ -13,8 +13,6 @@ provider and for model instances, and covers replies a client accepts as valid
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import random
 import threading
 import time
@@ -26,7 +24,6 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
@@ -38,18 +35,11 @@ from tenacity import (
     retry_if_exception,
 )
 
-from moa_graph.config import AgentSpec, MoAConfig
-from moa_graph.errors import ContextOverflowError, ModelCallError, StreamInterruptedError
-from moa_graph.secrets import redact
+from moa_graph.errors import ModelCallError, StreamInterruptedError
+from moa_graph.failures import EmptyReplyError, describe, is_transient, retry_after
 
-_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-_CHARS_PER_TOKEN = 4.0  # what count_tokens_approximately assumes
 _limiters: dict[tuple[str, float], InMemoryRateLimiter] = {}
 _limiters_lock = threading.Lock()
-
-
-class EmptyReplyError(Exception):
-    """A model answered with no text: treated as a transient failure."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +67,6 @@ class CallPolicy:
     rate_limiter: InMemoryRateLimiter | None = None
 
 
-def call_policy(config: MoAConfig, agent: AgentSpec) -> CallPolicy:
-    """Return the call policy of one agent of ``config``."""
-    rate = config.rate_limits.get(agent.provider or "")
-    return CallPolicy(
-        timeout_s=agent.timeout_s or config.timeout_s,
-        first_token_s=config.first_token_timeout_s,
-        idle_s=config.idle_timeout_s,
-        max_retries=config.max_retries if agent.max_retries is None else agent.max_retries,
-        backoff_s=config.backoff_s,
-        max_backoff_s=config.max_backoff_s,
-        max_retry_after_s=config.max_retry_after_s,
-        rate_limiter=rate_limiter(agent.provider or "", rate) if rate else None,
-    )
-
-
 def rate_limiter(provider: str, requests_per_second: float) -> InMemoryRateLimiter:
     """Return the process-wide limiter of a provider at a given rate."""
     with _limiters_lock:
@@ -103,71 +78,6 @@ def rate_limiter(provider: str, requests_per_second: float) -> InMemoryRateLimit
                 max_bucket_size=1,
             )
         return _limiters[key]
-
-
-def status_code(error: BaseException) -> int | None:
-    """Return the HTTP status an error carries, if any."""
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int):
-        return status
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether a failed call is worth retrying.
-
-    Rate limits, server errors, timeouts, dropped connections and replies that are
-    garbled or empty are; authentication errors and invalid requests are not.
-    """
-    import openai
-
-    if isinstance(error, asyncio.CancelledError):
-        return False
-    status = status_code(error)
-    if status is not None and status >= 400:
-        return status in _TRANSIENT_STATUS or status >= 500
-    return isinstance(
-        error,
-        TimeoutError
-        | ConnectionError
-        | EmptyReplyError
-        | json.JSONDecodeError
-        | openai.APIConnectionError
-        | openai.APIResponseValidationError,
-    ) or type(error).__module__.startswith(("httpx", "httpcore"))
-
-
-def retry_after(error: BaseException) -> float | None:
-    """Return the seconds a ``Retry-After`` (or ``retry-after-ms``) header asks for."""
-    headers = getattr(getattr(error, "response", None), "headers", None)
-    if headers is None:
-        return None
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return max(float(ms) / 1000, 0.0)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(when.timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def describe(error: BaseException) -> str:
-    """Return a one-line reason for a failed call, without secrets or tracebacks."""
-    status = status_code(error)
-    text = redact(str(error)).splitlines()[0] if str(error) else ""
-    if isinstance(error, TimeoutError):
-        text = text or "timed out"
-    name = type(error).__name__
-    prefix = f"HTTP {status} {name}" if status and status >= 400 else name
-    return f"{prefix}: {text}"[:300] if text else prefix
 
 
 def _wait(policy: CallPolicy) -> Callable[[RetryCallState], float]:
@@ -414,66 +324,3 @@ def call(
     except Exception as error:
         raise _failed(error) from error
     return reply
-
-
-def input_budget(agent: AgentSpec, model: BaseChatModel, max_tokens: int) -> int | None:
-    """Return the prompt tokens an agent takes, or None when its window is unknown.
-
-    The agent's ``context_window`` (prompt and completion) wins; otherwise the
-    model's profile (``max_input_tokens``) is used when LangChain knows it.
-    """
-    if agent.context_window:
-        return agent.context_window - max_tokens
-    profile = getattr(model, "profile", None) or {}
-    window = profile.get("max_input_tokens")
-    return window if isinstance(window, int) else None
-
-
-def count_tokens(messages: Sequence[BaseMessage]) -> int:
-    """Estimate the tokens of a prompt (about four characters per token)."""
-    return count_tokens_approximately(messages)
-
-
-def fit_references(
-    build: Callable[[list[str]], list[BaseMessage]],
-    references: Sequence[str],
-    budget: int | None,
-    *,
-    agent: str,
-) -> tuple[list[BaseMessage], int]:
-    """Build a prompt whose references are cut to fit ``budget`` tokens.
-
-    Every reference gets an equal share of what the conversation leaves; shorter
-    ones give their unused share to the others. The end of a reference is cut.
-
-    Args:
-        build: Builds the prompt from a list of references.
-        references: The full references.
-        budget: Prompt tokens allowed, or None for no limit.
-        agent: The agent's name, for the error.
-
-    Returns:
-        The prompt and the estimated number of tokens cut from the references.
-
-    Raises:
-        ContextOverflowError: The prompt does not fit even without references.
-    """
-    messages = build(list(references))
-    if budget is None or count_tokens(messages) <= budget:
-        return messages, 0
-    base = count_tokens(build([""] * len(references)) if references else messages)
-    if base > budget or not references:
-        raise ContextOverflowError(
-            f"the prompt (~{base} tokens) does not fit agent '{agent}', "
-            f"which takes {budget} prompt tokens"
-        )
-    low, high = 0, max(len(r) for r in references)
-    while low < high:  # the largest per-reference character cap that fits
-        middle = (low + high + 1) // 2
-        if count_tokens(build([r[:middle] for r in references])) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    cut = [r[:low] for r in references]
-    removed = sum(len(r) - len(c) for r, c in zip(references, cut, strict=True))
-    return build(cut), round(removed / _CHARS_PER_TOKEN)

@@ -12,7 +12,7 @@ from moa_graph.aggregation import (
     vote_hint,
     voted,
 )
-from moa_graph.graph import create_moa
+from moa_graph.factory import create_moa
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from moa_graph import AgentSpec, ConfigError, MissingAPIKeyError, MoAConfig, create_moa
+from moa_graph import AgentSpec, ConfigError, MissingAPIKeyError, MoAConfig
 from moa_graph.models import resolve_model
+from moa_graph.plan import Planner
 
 
 def test_missing_key_names_the_variable() -> None:
@@ -44,8 +45,8 @@ def test_one_client_per_model_and_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert resolve_model(agent, temperature=0.7, max_tokens=10) is first
     assert resolve_model(agent, temperature=0.0, max_tokens=10) is not first
     config = MoAConfig(layers=[[agent, agent], [agent]], aggregator=agent, max_tokens=10)
-    graph = create_moa(config)
-    models = {id(node.runnable.afunc.__self__.model) for node in graph.nodes.values()}
+    plan = Planner(config).plan()
+    models = {id(agent.candidates[0].model) for agent in plan.agents()}
     assert len(models) == 1
 
 
@@ -77,3 +78,26 @@ def test_the_client_cache_keeps_only_recent_settings() -> None:
         agent, temperature=1.0, max_tokens=8
     )  # a recent setting is still shared
     assert resolve_model(agent, temperature=0.0, max_tokens=8) is not first  # an old one was let go
+
+
+def test_every_provider_client_leaves_retries_to_moa_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider client with retries of its own gets none: one retry layer per call."""
+    from langchain.chat_models import base
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    class RetryingChat(FakeListChatModel):
+        max_retries: int = 6  # as e.g. ChatGoogleGenerativeAI has
+
+    built: list[dict[str, object]] = []
+
+    def init_chat_model(model: str, *, model_provider: str, **kwargs: object) -> RetryingChat:
+        built.append(kwargs)
+        return RetryingChat(responses=["hi"], **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "init_chat_model", init_chat_model)
+    monkeypatch.setenv("MISTRAL_API_KEY", "x")
+    monkeypatch.setattr("langchain.chat_models.init_chat_model", init_chat_model)
+    model = resolve_model(AgentSpec(model="mistralai:small"), temperature=0.1, max_tokens=5)
+    assert model.max_retries == 0  # type: ignore[attr-defined]
+    own = AgentSpec(model="mistralai:small", params={"max_retries": 4})
+    assert resolve_model(own, temperature=0.1, max_tokens=5).max_retries == 4  # type: ignore[attr-defined]

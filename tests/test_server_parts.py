@@ -14,7 +14,9 @@ from moa_graph.config import MoAConfig
 from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError
 from moa_graph.openai_api import BodyError, check_body
-from moa_graph.server import _ServedModel, check_bind, is_loopback, served_configs
+from moa_graph.plan import AgentPlan, Planner
+from moa_graph.server import check_bind, is_loopback, served_configs
+from moa_graph.server_models import ServedModel
 from tests.fake_chat import FakeChatModel
 
 
@@ -60,25 +62,33 @@ async def test_a_served_model_runs_on_the_checkpointer(
 ) -> None:
     config = MoAConfig(layers=[[fake_model("a")]], aggregator=fake_model("b"))
     async with open_checkpointer(tmp_path / "runs.db") as saver:
-        served = _ServedModel("m", config, saver)
+        served = ServedModel("m", config, saver)
         thread = {"configurable": {"thread_id": "t1"}}
-        await served.default.ainvoke({"messages": [("user", "Hi")]}, thread)
-        state = await served.default.aget_state(thread)
+        await served.graph.ainvoke({"messages": [("user", "Hi")]}, thread)
+        state = await served.graph.aget_state(thread)
     assert state.values["messages"][-1].text == "b answers: Hi"
 
 
-def test_graphs_are_compiled_once_per_sampling() -> None:
+def test_a_requests_sampling_is_the_default_of_the_agents_in_its_scope() -> None:
     agent = {"model": "openai:a", "base_url": "http://127.0.0.1:9/v1"}
-    config = MoAConfig.model_validate({"layers": [[agent]], "aggregator": agent})
-    served = _ServedModel("m", config, None)
-    assert served.graph(None, None, "all") is served.default
-    variant = served.graph(0.2, None, "aggregator")
-    assert served.graph(0.2, None, "aggregator") is variant
-    assert served.graph(0.2, None, "all") is not variant
+    greedy = {**agent, "temperature": 0.0}  # an agent's own setting stays
+    config = MoAConfig.model_validate(
+        {"layers": [[agent, greedy]], "aggregator": agent, "max_tokens": 50}
+    )
+    planner = Planner(config)
+
+    def settings(agent: AgentPlan) -> tuple[float, int]:
+        model = agent.candidates[0].model
+        return model.temperature, model.max_tokens  # type: ignore[attr-defined]
+
+    plan = planner.plan(ServedModel.options(0.2, None, "aggregator"))
+    assert [settings(a) for a in plan.agents()] == [(0.7, 50), (0.0, 50), (0.2, 50)]
+    plan = planner.plan(ServedModel.options(0.2, 7, "all"))
+    assert [settings(a) for a in plan.agents()] == [(0.2, 7), (0.0, 7), (0.2, 7)]
+    assert planner.plan(ServedModel.options(0.2, 7, "all")) is plan  # planned once
     for tokens in range(1, 40):
-        served.graph(None, tokens, "aggregator")
-    assert len(served.variants) == 16
-    assert served.graph(None, None, "aggregator") is served.default
+        planner.plan(ServedModel.options(None, tokens, "aggregator"))
+    assert len(planner._plans) == 32  # the most recent options only
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 from moa_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from moa_graph.eval.datasets import DATASETS, Item, load_dataset
+    from moa_graph.eval.datasets import DATASETS, load_dataset
     from moa_graph.eval.experiments import EXPERIMENTS, experiment_configs, run_experiment
+    from moa_graph.eval.items import Item
     from moa_graph.eval.report import write_report
     from moa_graph.eval.runner import ItemResult, run_eval, run_evals
 
 _EXPORTS = {
     "DATASETS": "datasets",
-    "Item": "datasets",
+    "Item": "items",
     "load_dataset": "datasets",
     "EXPERIMENTS": "experiments",
     "experiment_configs": "experiments",

@@ -6,16 +6,23 @@ A thin shell over :mod:`moa_graph.eval`; heavy imports happen inside the command
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
-from moa_graph.cli_options import ConfigFilesOption, ConfigOption, PresetOption, chosen_configs
+from moa_graph.cli_options import (
+    ConfigFilesOption,
+    ConfigOption,
+    PresetOption,
+    chosen_config,
+    chosen_configs,
+    option_group,
+)
 
 if TYPE_CHECKING:
-    from moa_graph.config import MoAConfig
     from moa_graph.eval.runner import ItemResult
 
 app = typer.Typer(
@@ -63,10 +70,33 @@ ShareCalls = Annotated[
         help="Pay once for a greedy or seeded call that several configurations make.",
     ),
 ]
+LangSmith = Annotated[
+    bool, typer.Option("--langsmith", help="Run as a LangSmith experiment (needs a key).")
+]
 
 
-def _base(preset: str | None, config_file: Path | None) -> MoAConfig:
-    return chosen_configs(preset, [config_file] if config_file else [])[0]
+@dataclass(frozen=True)
+class EvalOptions:
+    """The options of ``moa eval run`` and ``moa eval experiment`` after the configs."""
+
+    limit: Limit = None
+    seed: Seed = 0
+    offset: Offset = 0
+    concurrency: Concurrency = 4
+    prices: Prices = None
+    no_progress: NoProgress = False
+    share_calls: ShareCalls = True
+
+    def run_arguments(self) -> dict[str, Any]:
+        """Return the keyword arguments of ``run_evals`` and ``run_experiment`` they set."""
+        return {
+            "share_calls": self.share_calls,
+            "limit": self.limit,
+            "seed": self.seed,
+            "offset": self.offset,
+            "concurrency": self.concurrency,
+            "progress": not self.no_progress,
+        }
 
 
 def _finish(
@@ -98,22 +128,16 @@ def _finish(
 
 
 @app.command("run")
+@option_group(EvalOptions, "options")
 def run_command(
     dataset: Dataset,
     out: Out = Path("eval-results"),
     preset: PresetOption = None,
     config_files: ConfigFilesOption = None,
-    limit: Limit = None,
-    seed: Seed = 0,
-    offset: Offset = 0,
-    concurrency: Concurrency = 4,
-    prices: Prices = None,
-    no_progress: NoProgress = False,
-    share_calls: ShareCalls = True,
+    *,
+    options: EvalOptions,
     baseline: Baseline = None,
-    langsmith: Annotated[
-        bool, typer.Option("--langsmith", help="Run as a LangSmith experiment (needs a key).")
-    ] = False,
+    langsmith: LangSmith = False,
 ) -> None:
     """Run configurations on a benchmark, one after another; rerun the command to resume."""
     from moa_graph.eval.datasets import load_dataset
@@ -123,19 +147,22 @@ def run_command(
     if langsmith:
         from moa_graph.eval.tracking import run_langsmith_experiment
 
-        items = select_items(load_dataset(dataset), limit=limit, seed=seed, offset=offset)
+        items = select_items(
+            load_dataset(dataset), limit=options.limit, seed=options.seed, offset=options.offset
+        )
         for config in configs:
-            asyncio.run(run_langsmith_experiment(config, dataset, items, concurrency=concurrency))
+            experiment = run_langsmith_experiment(
+                config, dataset, items, concurrency=options.concurrency
+            )
+            asyncio.run(experiment)
         return
     out = out / dataset
-    results = asyncio.run(
-        run_evals(configs, dataset, out, share_calls=share_calls, limit=limit, seed=seed,
-                  offset=offset, concurrency=concurrency, progress=not no_progress)
-    )  # fmt: skip
-    _finish(dataset, results, out, prices, f"{dataset}", baseline)
+    results = asyncio.run(run_evals(configs, dataset, out, **options.run_arguments()))
+    _finish(dataset, results, out, options.prices, f"{dataset}", baseline)
 
 
 @app.command("experiment")
+@option_group(EvalOptions, "options")
 def experiment_command(
     name: Annotated[
         str,
@@ -145,24 +172,16 @@ def experiment_command(
     out: Out = Path("eval-results"),
     preset: PresetOption = None,
     config_file: ConfigOption = None,
-    limit: Limit = None,
-    seed: Seed = 0,
-    offset: Offset = 0,
-    concurrency: Concurrency = 4,
-    prices: Prices = None,
-    no_progress: NoProgress = False,
-    share_calls: ShareCalls = True,
+    *,
+    options: EvalOptions,
 ) -> None:
     """Run an experiment's configurations on the same items and write the report."""
     from moa_graph.eval.experiments import run_experiment
 
     out = out / dataset
-    results = asyncio.run(
-        run_experiment(name, _base(preset, config_file), dataset, out, share_calls=share_calls,
-                       limit=limit, seed=seed, offset=offset, concurrency=concurrency,
-                       progress=not no_progress)
-    )  # fmt: skip
-    _finish(dataset, results, out, prices, f"{name} on {dataset}")
+    base = chosen_config(preset, config_file)
+    results = asyncio.run(run_experiment(name, base, dataset, out, **options.run_arguments()))
+    _finish(dataset, results, out, options.prices, f"{name} on {dataset}")
 
 
 @app.command("report")

@@ -15,15 +15,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moa_graph.errors import MoAError
-
-
-class DatasetError(MoAError):
-    """A benchmark file cannot be fetched, fails its checksum, or is unknown."""
+from moa_graph.eval.humaneval import humaneval_items
+from moa_graph.eval.ifeval import ifeval_items
+from moa_graph.eval.items import DatasetError as DatasetError  # re-exported
+from moa_graph.eval.items import Item as Item  # re-exported
 
 
 @dataclass(frozen=True)
@@ -107,25 +106,6 @@ GSM8K_INSTRUCTION = (
 )
 MATH_INSTRUCTION = "Solve the problem step by step. Put the final answer in \\boxed{}."
 MMLU_INSTRUCTION = "Answer with the letter (A, B, C or D) of the correct option only."
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark question.
-
-    Attributes:
-        id: Stable identifier within its dataset.
-        turns: The user messages, in order (two for MT-Bench, one otherwise).
-        reference: The exact answer, or the reference output (AlpacaEval); None
-            when there is none.
-        meta: Dataset-specific fields kept for the output formats (category,
-            dataset, source).
-    """
-
-    id: str
-    turns: tuple[str, ...]
-    reference: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def cache_dir() -> Path:
@@ -220,12 +200,8 @@ def load_dataset(name: str) -> list[Item]:
     """
     rows = _rows(fetch_dataset_file(name))
     if name == "ifeval":
-        from moa_graph.eval.ifeval import ifeval_items
-
         return ifeval_items(rows)
     if name == "humaneval":
-        from moa_graph.eval.humaneval import humaneval_items
-
         return humaneval_items(rows)
     if name == "mt-bench":
         return [

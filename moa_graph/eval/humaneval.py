@@ -15,7 +15,7 @@ import textwrap
 import threading
 from typing import Any
 
-from moa_graph.eval.datasets import Item
+from moa_graph.eval.items import Item
 from moa_graph.execution import run_python
 
 HUMANEVAL_INSTRUCTION = (

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from moa_graph.eval.datasets import DatasetError, Item
+from moa_graph.eval.items import DatasetError, Item
 
 NLTK_DATA_ENV = "MOA_GRAPH_NLTK_DATA"
 """Environment variable that, when set, is the NLTK data directory :func:`ensure_punkt` fills."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from moa_graph.eval.datasets import Item
+from moa_graph.eval.items import Item
 from moa_graph.eval.runner import ItemResult
 
 

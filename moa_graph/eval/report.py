@@ -176,9 +176,24 @@ def write_report(
     base = kept[baseline] if baseline else None
     rows = [summarize(label, rs, prices, base) for label, rs in kept.items()]
     metrics = {label: metric_means(rs) for label, rs in kept.items()}
-    names = list(dict.fromkeys(n for m in metrics.values() for n in m if n != "accuracy"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _write_tables(rows, metrics, out, title=title, baseline=baseline, answered=len(common))
+    _plot(rows, out / "accuracy_vs_cost.png", title)
+    return rows
+
+
+def _write_tables(
+    rows: Sequence[Row],
+    metrics: Mapping[str, Mapping[str, float]],
+    out: Path,
+    *,
+    title: str,
+    baseline: str | None,
+    answered: int,
+) -> None:
+    """Write ``results.csv`` and ``results.md``: every row, then its other metrics' means."""
+    names = list(dict.fromkeys(n for m in metrics.values() for n in m if n != "accuracy"))
     fields = [f for f in Row.__dataclass_fields__ if baseline or f not in _PAIRED]
     table = [
         {**{f: getattr(row, f) for f in fields}, **{n: metrics[row.config].get(n) for n in names}}
@@ -188,15 +203,13 @@ def write_report(
         writer = csv.DictWriter(sink, [*fields, *names])
         writer.writeheader()
         writer.writerows(table)
-    lines = [f"# {title}", "", f"{len(common)} items answered by every configuration."]
+    lines = [f"# {title}", "", f"{answered} items answered by every configuration."]
     if baseline:
         lines.append(f"Paired with `{baseline}`: items fixed, broken, exact McNemar p.")
     columns = [*fields, *names]
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row.values()) + " |" for row in table]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _plot(rows, out / "accuracy_vs_cost.png", title)
-    return rows
 
 
 def _plot(rows: Sequence[Row], path: Path, title: str) -> None:

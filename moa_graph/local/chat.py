@@ -29,21 +29,18 @@ def chat_model(
 ) -> BaseChatModel:
     """Return a chat model served by the embedded llama.cpp runtime.
 
-    The model's server starts on first use (loading takes about a second per
-    gigabyte) and is shared by every chat model of the same name in the process.
-    Token usage comes from the server, also when streaming.
+    Its server starts on first use and serves every chat model of that name.
 
     Args:
         name: A local model name, e.g. ``"smollm2-135m"`` for ``local:smollm2-135m``.
         temperature: Sampling temperature.
         max_tokens: Completion budget.
-        seed: Sampling seed. A seeded request is repeatable: the same request with
-            the same seed gives the same answer, at any temperature, because it also
-            bypasses the server's prompt cache (at the cost of re-reading the prompt).
+        seed: Sampling seed. A seeded request is repeatable at any temperature: it
+            skips the server's prompt cache (and reads its prompt again).
         **params: Further ``ChatOpenAI`` settings (``timeout``, ``max_retries``, ...).
 
     Returns:
-        A ``ChatOpenAI`` with ``base_url`` set to the server's ``/v1``.
+        A ``ChatOpenAI`` on the server's ``/v1``.
 
     Raises:
         UnknownModelError: No local model has that name.
@@ -51,11 +48,6 @@ def chat_model(
         ChecksumMismatchError: The installed file is corrupted; it is not loaded.
         NoFreePortError: No port on 127.0.0.1 could be bound.
         ModelLoadError: llama.cpp could not load the file.
-
-    Example:
-        >>> model = chat_model("smollm2-135m", temperature=0, max_tokens=32)  # doctest: +SKIP
-        >>> model.invoke("What is 2+2?").content  # doctest: +SKIP
-        'The answer is 4.'
     """
     server = server_for(get_model(name))
     settings: dict[str, Any] = {

@@ -24,12 +24,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from moa_graph.cli_options import DEFAULT_PRESET
 from moa_graph.local.catalog import KNOWN_MODELS, get_model
 from moa_graph.local.errors import LocalModelError
 from moa_graph.local.weights import install, models_dir, weights_status
-
-DEFAULT_PRESET = "local"
-"""``moa models install`` without names installs the models of this preset."""
 
 app = typer.Typer(
     name="models",

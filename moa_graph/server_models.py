@@ -1,0 +1,70 @@
+"""``moa serve``'s served models: configs by name, each with its compiled graph."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from moa_graph.config import MoAConfig
+from moa_graph.config_files import load_config
+from moa_graph.errors import ConfigError
+from moa_graph.factory import create_moa
+from moa_graph.plan import RunOptions
+from moa_graph.presets import load_preset
+
+
+def served_configs(
+    presets: Iterable[str] = (), config_files: Iterable[str | Path] = ()
+) -> dict[str, MoAConfig]:
+    """Name the configs to serve: a preset by its name, a file by its ``name`` or stem.
+
+    Raises:
+        ConfigError: A preset or file is unknown or invalid, or two share a name.
+    """
+    named: list[tuple[str, MoAConfig]] = [(name, load_preset(name)) for name in presets]
+    for path in config_files:
+        config = load_config(path)
+        named.append((config.name or Path(path).stem, config))
+    served: dict[str, MoAConfig] = {}
+    for name, config in named:
+        if name in served:
+            raise ConfigError(f"two served models are named '{name}'")
+        served[name] = config
+    if not served:
+        raise ConfigError("nothing to serve: give --preset or --config")
+    return served
+
+
+@dataclass
+class ServedModel:
+    """A served config and its compiled graph.
+
+    One graph serves every request: a request's sampling reaches it as the run's
+    :class:`~moa_graph.plan.RunOptions` (see :meth:`options`).
+    """
+
+    name: str
+    config: MoAConfig
+    checkpointer: BaseCheckpointSaver[Any] | None
+    created: int = field(default_factory=lambda: int(time.time()))
+    graph: CompiledStateGraph[Any, Any, Any, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        builder = create_moa(self.config, stream_proposers=False, context_schema=RunOptions)
+        self.graph = builder.compile(checkpointer=self.checkpointer, name=self.name)
+
+    @staticmethod
+    def options(
+        temperature: float | None, max_tokens: int | None, scope: Literal["aggregator", "all"]
+    ) -> RunOptions:
+        """Return the run options of a request's sampling.
+
+        What the request sets replaces the settings of the agents in ``scope``.
+        """
+        return RunOptions(temperature=temperature, max_tokens=max_tokens, sampling=scope)
