@@ -66,17 +66,33 @@ def endpoint(latency: float, tokens: int = 64) -> Iterator[str]:
         process.wait(10)
 
 
-def moa_config(layers: int, agents: int, url: str, max_tokens: int = 512) -> MoAConfig:
-    """A ``layers`` x ``agents`` MoA whose models all live on the fake endpoint."""
+def moa_config(
+    layers: int, agents: int, url: str, max_tokens: int = 512, *, progress: bool = True
+) -> MoAConfig:
+    """A ``layers`` x ``agents`` MoA whose models all live on the fake endpoint.
+
+    Args:
+        layers: Proposer layers.
+        agents: Proposers per layer.
+        url: The endpoint's ``/v1`` URL.
+        max_tokens: Every agent's completion budget.
+        progress: Keep the default first-token and idle limits, which every call
+            streams for; False: one overall limit per attempt, so that calls no caller
+            streams come back whole.
+    """
 
     def agent(name: str) -> dict[str, Any]:
         return {"model": f"openai:{name}", "name": name, "base_url": url}
 
-    return MoAConfig(
+    config = MoAConfig(
         layers=[[agent(f"m{i}") for i in range(agents)] for _ in range(layers)],
         aggregator=agent("agg"),
         max_tokens=max_tokens,
     )
+    if progress:
+        return config
+    limit = config.timeout_s
+    return config.model_copy(update={"first_token_timeout_s": limit, "idle_timeout_s": limit})
 
 
 class AsyncioMoA:
@@ -84,7 +100,9 @@ class AsyncioMoA:
     async client, references injected into the system message."""
 
     def __init__(self, layers: int, agents: int, url: str, max_tokens: int = 512) -> None:
-        self.client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+        # The 600 s limit of moa-graph's own clients, connecting included (the SDK's
+        # default gives up connecting after 5 s, which a loaded 2-core machine can take).
+        self.client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600.0)
         self.layers = [[f"m{i}" for i in range(agents)] for _ in range(layers)]
         self.max_tokens = max_tokens
 

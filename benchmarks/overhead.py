@@ -6,7 +6,11 @@ with a SQLite checkpointer; moa-graph streamed; and the reference's ``asyncio.ga
 per layer. The ideal is the critical path, (layers + 1) x L. Also prints the time from
 the end of the last layer to the aggregator's first streamed token.
 
-    python benchmarks/overhead.py [--latency 0.05] [--runs 20]
+By default the MoA keeps its first-token and idle limits, so every call streams to time
+its tokens. With ``--overall-limit``, each attempt has one overall limit instead, and the
+calls no caller streams come back whole.
+
+    python -m benchmarks.overhead [--latency 0.05] [--runs 20] [--overall-limit]
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ SHAPES = [(1, 3), (2, 6), (3, 6)]
 PROMPT = "Explain the Mixture-of-Agents method in two sentences."
 
 
-async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict[str, Any]:
+async def measure(
+    shape: tuple[int, int], url: str, runs: int, db: Path, progress: bool
+) -> dict[str, Any]:
     layers, agents = shape
-    builder = create_moa(moa_config(layers, agents, url))
+    config = moa_config(layers, agents, url, progress=progress)
+    builder = create_moa(config)
     plain = builder.compile()
     # As the command line and the server stream: the aggregator's tokens only.
-    answer_only = create_moa(moa_config(layers, agents, url), stream_proposers=False).compile()
+    answer_only = create_moa(config, stream_proposers=False).compile()
     baseline = AsyncioMoA(layers, agents, url)
     variants_names = ("asyncio", "moa", "sqlite", "stream", "stream_all")
     times: dict[str, list[float]] = {k: [] for k in variants_names}
@@ -75,7 +82,9 @@ async def measure(shape: tuple[int, int], url: str, runs: int, db: Path) -> dict
     return {"times": times, "first_token": first_token}
 
 
-def table(latency: float, runs: int, results: dict[tuple[int, int], dict[str, Any]]) -> str:
+def table(
+    latency: float, runs: int, results: dict[tuple[int, int], dict[str, Any]], limits: str
+) -> str:
     rows = [
         "| layers x agents | ideal | asyncio | moa-graph (p10-p90) | moa / asyncio | moa / ideal "
         "| + SQLite / ideal | streamed / ideal | every agent streamed / ideal "
@@ -96,8 +105,8 @@ def table(latency: float, runs: int, results: dict[tuple[int, int], dict[str, An
             f"| {ttft:.1f} ms (L = {latency * 1000:.0f} ms) |"
         )
     return (
-        f"L = {latency * 1000:.0f} ms per call, {runs} runs per variant, medians; "
-        f"{machine()}.\n\n" + "\n".join(rows) + "\n"
+        f"L = {latency * 1000:.0f} ms per call, {runs} runs per variant, medians, "
+        f"{limits}; {machine()}.\n\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -105,14 +114,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--overall-limit",
+        action="store_true",
+        help="one overall limit per attempt, no first-token or idle limit",
+    )
     args = parser.parse_args()
+    progress = not args.overall_limit
     results = {}
     with endpoint(args.latency) as url, tempfile.TemporaryDirectory() as tmp:
         for shape in SHAPES:
-            results[shape] = await measure(shape, url, args.runs, Path(tmp) / f"{shape}.db")
-    text = table(args.latency, args.runs, results)
+            db = Path(tmp) / f"{shape}.db"
+            results[shape] = await measure(shape, url, args.runs, db, progress)
+    limits = "default limits" if progress else "one overall limit per attempt"
+    text = table(args.latency, args.runs, results, limits)
     print(text)
-    print(f"saved to {save(f'overhead-L{args.latency * 1000:.0f}ms', text)}")
+    name = f"overhead-L{args.latency * 1000:.0f}ms" + ("" if progress else "-overall-limit")
+    print(f"saved to {save(name, text)}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Compares LangGraph's ``abatch(max_concurrency=N)`` over the compiled graph against the
 reference's ``asyncio.gather`` baseline behind a semaphore of the same size, on the fake
 endpoint, each in its own process so that peak memory (max RSS) is measured apart.
+moa-graph runs twice: with its default first-token and idle limits, for which every call
+streams, and with one overall limit per attempt, for which no call streams.
 
-    python benchmarks/throughput.py [--prompts 200] [--concurrency 32] [--latency 0.05]
+    python -m benchmarks.throughput [--prompts 200] [--concurrency 32] [--latency 0.05]
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from benchmarks.common import AsyncioMoA, endpoint, machine, moa_config, save
 LAYERS, AGENTS = 2, 6
 
 
-async def run_moa_graph(url: str, prompts: int, concurrency: int) -> float:
+RUNNERS = ("asyncio", "moa-graph", "moa-graph, overall limit")
+
+
+async def run_moa_graph(url: str, prompts: int, concurrency: int, progress: bool) -> float:
     from moa_graph import create_moa
 
-    graph = create_moa(moa_config(LAYERS, AGENTS, url)).compile()
+    graph = create_moa(moa_config(LAYERS, AGENTS, url, progress=progress)).compile()
     await graph.ainvoke({"messages": [("user", "warm up")]})
     inputs = [{"messages": [("user", f"Question {i}?")]} for i in range(prompts)]
     started = time.perf_counter()
@@ -52,8 +57,11 @@ async def run_asyncio(url: str, prompts: int, concurrency: int) -> float:
 
 
 def child(kind: str, url: str, prompts: int, concurrency: int) -> None:
-    runner = run_moa_graph if kind == "moa-graph" else run_asyncio
-    elapsed = asyncio.run(runner(url, prompts, concurrency))
+    if kind == "asyncio":
+        elapsed = asyncio.run(run_asyncio(url, prompts, concurrency))
+    else:
+        progress = kind == "moa-graph"
+        elapsed = asyncio.run(run_moa_graph(url, prompts, concurrency, progress))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"elapsed": elapsed, "peak_mib": peak_mib}))
 
@@ -86,13 +94,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["moa-graph", "asyncio"])
+    parser.add_argument("--child", choices=RUNNERS)
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.url, args.prompts, args.concurrency)
         return
-    results: dict[str, list[dict[str, float]]] = {"asyncio": [], "moa-graph": []}
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in RUNNERS}
     with endpoint(args.latency) as url:
         for _ in range(args.rounds):  # interleaved, so drift in machine load hits both
             for kind in results:
@@ -104,12 +112,14 @@ def main() -> None:
         "|---|---|---|",
         *(f"| {k} | {args.prompts / best[k]:.1f} | {peak[k]:.0f} MiB |" for k in results),
     ]
-    ratio = best["asyncio"] / best["moa-graph"]
+    ratios = "".join(
+        f"\n{kind} / asyncio throughput: {best['asyncio'] / best[kind]:.3f}" for kind in RUNNERS[1:]
+    )
     text = (
         f"{args.prompts} prompts, {LAYERS} x {AGENTS} MoA, concurrency {args.concurrency}, "
         f"L = {args.latency * 1000:.0f} ms, {args.rounds} rounds; {machine()}.\n\n"
         + "\n".join(rows)
-        + f"\n\nmoa-graph / asyncio throughput: {ratio:.3f}\n"
+        + f"\n{ratios}\n"
     )
     print(text)
     print(f"saved to {save('throughput', text)}")

@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING
 from moa_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from moa_graph.config import AgentSpec, MoAConfig
+    from moa_graph.config import AgentSpec, EarlyExit, MoAConfig
     from moa_graph.config_files import load_config, save_config
     from moa_graph.errors import ConfigError, InputError, MissingAPIKeyError, MoAError
     from moa_graph.factory import create_moa
     from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG
     from moa_graph.presets import list_presets, load_preset
     from moa_graph.prompts import AGGREGATE_PROMPT
-    from moa_graph.state import MoAInput, MoAOutput, MoAState, ProgressEvent, Proposal
+    from moa_graph.state import MoAInput, MoAOutput, MoAState, ProgressEvent, Proposal, RunExit
 
 _EXPORTS = {
+    "ChatMoA": "chat_model",
     "AgentSpec": "config",
+    "EarlyExit": "config",
     "MoAConfig": "config",
     "load_config": "config_files",
     "save_config": "config_files",
@@ -46,6 +48,7 @@ _EXPORTS = {
     "MoAState": "state",
     "ProgressEvent": "state",
     "Proposal": "state",
+    "RunExit": "state",
 }
 
 __all__ = [
@@ -54,7 +57,9 @@ __all__ = [
     "AGGREGATOR_TAG",
     "PROPOSER_TAG",
     "AgentSpec",
+    "ChatMoA",
     "ConfigError",
+    "EarlyExit",
     "InputError",
     "MissingAPIKeyError",
     "MoAConfig",
@@ -64,6 +69,7 @@ __all__ = [
     "MoAState",
     "ProgressEvent",
     "Proposal",
+    "RunExit",
     "create_moa",
     "list_presets",
     "load_config",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
+from moa_graph.agents import AgentSpec
 from moa_graph.errors import ContextOverflowError
 
 _CHARS_PER_TOKEN = 4.0  # what count_tokens_approximately assumes
@@ -60,3 +62,16 @@ def fit_references(
     cut = [r[:low] for r in references]
     removed = sum(len(r) - len(c) for r, c in zip(references, cut, strict=True))
     return build(cut), round(removed / _CHARS_PER_TOKEN)
+
+
+def prompt_budget(spec: AgentSpec, model: BaseChatModel, max_tokens: int) -> int | None:
+    """Return the prompt tokens an agent takes, or None when its window is unknown.
+
+    The agent's ``context_window`` (prompt and completion) wins; otherwise the
+    model's profile (``max_input_tokens``) is used when LangChain knows it.
+    """
+    if spec.context_window:
+        return spec.context_window - max_tokens
+    profile = getattr(model, "profile", None) or {}
+    window = profile.get("max_input_tokens")
+    return window if isinstance(window, int) else None

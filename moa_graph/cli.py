@@ -116,16 +116,15 @@ async def _answer(
 
 
 def _as_json(config: MoAConfig, state: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "answer": state["messages"][-1].text,
-            "preset": config.name,
-            "proposals": [p.model_dump() for p in state["proposals"]],
-            "usage": dict(state["usage"]),
-        },
-        indent=2,
-        ensure_ascii=False,
-    )
+    data = {
+        "answer": state["messages"][-1].text,
+        "preset": config.name,
+        "proposals": [p.model_dump() for p in state["proposals"]],
+        "usage": dict(state["usage"]),
+    }
+    if state.get("exit"):
+        data["exit"] = dict(state["exit"])
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 @app.command()

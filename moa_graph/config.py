@@ -3,163 +3,60 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
-from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from moa_graph.agents import KNOWN_PROVIDERS as KNOWN_PROVIDERS
+from moa_graph.agents import AgentSpec as AgentSpec
+from moa_graph.agents import named
 from moa_graph.aggregation import Aggregation
 from moa_graph.errors import ConfigError
 from moa_graph.prompts import AGGREGATE_PROMPT
 
-KNOWN_PROVIDERS = frozenset(
-    {
-        "anthropic",
-        "azure_openai",
-        "bedrock",
-        "bedrock_converse",
-        "cohere",
-        "deepseek",
-        "fireworks",
-        "google_genai",
-        "google_vertexai",
-        "groq",
-        "huggingface",
-        "local",
-        "mistralai",
-        "nvidia",
-        "ollama",
-        "openai",
-        "openrouter",
-        "perplexity",
-        "together",
-        "xai",
-    }
-)
-"""Providers a ``"provider:model"`` string may name (``local`` is moa-graph's own)."""
 
-_RESERVED_IN_NAMES = re.compile(r"[|:\s]+")
+class EarlyExit(BaseModel):
+    r"""When a MoA pays for less than all of it: early exit on agreement, staged proposers.
 
-
-class AgentSpec(BaseModel):
-    """One agent: a model and how it is sampled.
-
-    A bare model string or chat model instance is accepted wherever an agent is.
+    After each stage of a proposer layer, the proposals of that layer so far are
+    checked: when they agree, the later stages and layers and the aggregator are
+    skipped and the most agreed proposal is the answer. Agreement is the one the
+    ``consensus`` and ``auto`` aggregations use (:mod:`moa_graph.agreement`).
 
     Attributes:
-        model: A ``"provider:model"`` string, or any LangChain chat model instance
-            (used as is: the sampling fields below then do not apply).
-        name: Unique name within its layer; derived from the model when absent.
-        temperature: Overrides the config's temperature.
-        max_tokens: Overrides the config's ``max_tokens``.
-        system_prompt: The agent's own system prompt.
-        base_url: An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server).
-        api_key_env: Name of the environment variable holding the API key; the key
-            itself never appears in a config.
-        seed: Sampling seed, for providers that accept one.
-        params: Further keyword arguments for the chat model's constructor.
-        timeout_s: Seconds one attempt of a call may take; overrides the config's.
-        max_retries: Retries of a transient failure; overrides the config's.
-        context_window: Tokens the model takes, prompt and completion together;
-            references are cut to fit it. Defaults to the model's own profile.
+        agree: What agreeing means: ``answer``, they state the same final answer
+            (``The answer is 42``, ``\boxed{}``, a lone option letter); ``similar``,
+            their text is at least ``min_similarity`` alike the most agreed one;
+            ``auto``, ``answer`` where most state one, else ``similar``.
+        quorum: The share of the layer's proposals so far (failed ones count) that
+            must agree, above one half; at least two must, always.
+        min_similarity: How alike two texts must be to agree (0 to 1: the mean of
+            their word and word-pair F1 overlaps).
+        stages: The sizes of a layer's first stages; the rest of the layer is the
+            last stage, run only when the stages before it did not agree. ``[2]``:
+            the first two proposers, then the others only if those two disagree.
+            Every layer is staged alike, so each needs more agents than these take.
+        stop_unchanged: Skip the later layers when a layer's answer is the one of
+            the layer before (by ``agree``); the aggregator then runs on that layer.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True, frozen=True, allow_inf_nan=False
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    model: str | BaseChatModel
-    name: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    system_prompt: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    seed: int | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
-    context_window: int | None = Field(default=None, ge=1)
+    agree: Literal["answer", "similar", "auto"] = "auto"
+    quorum: float = Field(default=1.0, gt=0.5, le=1)
+    min_similarity: float = Field(default=0.8, ge=0, le=1)
+    stages: list[int] = Field(default_factory=list)
+    stop_unchanged: bool = False
 
-    @model_validator(mode="before")
+    @field_validator("stages")
     @classmethod
-    def _accept_bare_model(cls, data: Any) -> Any:
-        if isinstance(data, str | BaseChatModel):
-            return {"model": data}
-        return data
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, model: str | BaseChatModel) -> str | BaseChatModel:
-        if isinstance(model, str):
-            provider, _, model_id = model.partition(":")
-            if not model_id:
-                raise ValueError(f"'{model}' is not of the form 'provider:model'")
-            if provider not in KNOWN_PROVIDERS:
-                known = ", ".join(sorted(KNOWN_PROVIDERS))
-                raise ValueError(f"unknown provider '{provider}' (known: {known})")
-        return model
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, name: str | None) -> str | None:
-        if name is not None and (not name or _RESERVED_IN_NAMES.search(name)):
-            raise ValueError(f"agent name '{name}' is empty or has '|', ':' or spaces")
-        return name
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an http:// or https:// URL")
-        return url
-
-    @property
-    def provider(self) -> str | None:
-        """The provider of a model string, or None for a model instance."""
-        return self.model.partition(":")[0] if isinstance(self.model, str) else None
-
-    @property
-    def model_id(self) -> str:
-        """A readable identifier of the model, for records and traces."""
-        if isinstance(self.model, str):
-            return self.model
-        for attribute in ("model_name", "model"):
-            value = getattr(self.model, attribute, None)
-            if isinstance(value, str) and value:
-                return value
-        return type(self.model).__name__
-
-
-def _default_name(agent: AgentSpec) -> str:
-    model_id = agent.model_id.partition(":")[2] or agent.model_id
-    return _RESERVED_IN_NAMES.sub("-", model_id.rsplit("/", 1)[-1])
-
-
-def _named(agents: list[AgentSpec], where: str) -> list[AgentSpec]:
-    """Give every agent a name, suffixing derived names that repeat."""
-    explicit = [a.name for a in agents if a.name]
-    duplicates = sorted({n for n in explicit if explicit.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate agent names in {where}: {', '.join(duplicates)}")
-    taken = set(explicit)
-    named = []
-    for agent in agents:
-        if agent.name is None:
-            base = _default_name(agent)
-            name, n = base, 1
-            while name in taken:
-                n += 1
-                name = f"{base}-{n}"
-            taken.add(name)
-            agent = agent.model_copy(update={"name": name})
-        named.append(agent)
-    return named
+    def _check_stages(cls, stages: list[int]) -> list[int]:
+        if any(size < 1 for size in stages):
+            raise ValueError(f"{stages}: every stage needs at least one agent")
+        if stages and stages[0] < 2:
+            raise ValueError(f"{stages}: the first stage needs two agents or more to agree")
+        return stages
 
 
 class MoAConfig(BaseModel):
@@ -200,6 +97,9 @@ class MoAConfig(BaseModel):
         aggregator_fallbacks: Agents tried in order when the aggregator fails.
         rate_limits: Requests per second per provider (e.g. ``{"together": 5}``),
             shared by every agent of that provider in the process.
+        early_exit: Stop before the last layer or the aggregator when proposals
+            agree, and run layers in stages (:class:`EarlyExit`); ``true`` takes its
+            defaults. None (the default): every layer and the aggregator always run.
     """
 
     model_config = ConfigDict(
@@ -227,6 +127,7 @@ class MoAConfig(BaseModel):
     layer_deadline_s: float | None = Field(default=None, gt=0)
     aggregator_fallbacks: list[AgentSpec] = Field(default_factory=list)
     rate_limits: dict[str, float] = Field(default_factory=dict)
+    early_exit: EarlyExit | None = None
 
     @field_validator("layers")
     @classmethod
@@ -234,7 +135,7 @@ class MoAConfig(BaseModel):
         for number, layer in enumerate(layers, 1):
             if not layer:
                 raise ValueError(f"layer {number} has no agents")
-        return [_named(layer, f"layer {n}") for n, layer in enumerate(layers, 1)]
+        return [named(layer, f"layer {n}") for n, layer in enumerate(layers, 1)]
 
     @field_validator("rate_limits")
     @classmethod
@@ -256,15 +157,33 @@ class MoAConfig(BaseModel):
                 )
         return self
 
+    @field_validator("early_exit", mode="before")
+    @classmethod
+    def _accept_switch(cls, early_exit: Any) -> Any:
+        if isinstance(early_exit, bool):
+            return {} if early_exit else None
+        return early_exit
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> MoAConfig:
+        stages = self.early_exit.stages if self.early_exit else []
+        for number, layer in enumerate(self.layers, 1):
+            if stages and sum(stages) >= len(layer):
+                raise ValueError(
+                    f"early_exit.stages: {stages} take {sum(stages)} agents but layer {number} "
+                    f"has {len(layer)}; leave at least one for its last stage"
+                )
+        return self
+
     @field_validator("aggregator_fallbacks")
     @classmethod
     def _name_fallbacks(cls, fallbacks: list[AgentSpec]) -> list[AgentSpec]:
-        return _named(fallbacks, "aggregator_fallbacks")
+        return named(fallbacks, "aggregator_fallbacks")
 
     @field_validator("aggregator")
     @classmethod
     def _name_aggregator(cls, aggregator: AgentSpec) -> AgentSpec:
-        return _named([aggregator], "the aggregator")[0]
+        return named([aggregator], "the aggregator")[0]
 
     def sampling(self, agent: AgentSpec, index: int = 0) -> dict[str, Any]:
         """Return the temperature, max_tokens and seed that ``agent`` runs with.
@@ -337,7 +256,9 @@ def _describe_config_error(error: ValidationError) -> str:
 
 def _did_you_mean(location: tuple[int | str, ...]) -> str:
     """Return `` (did you mean 'x'?)`` for an unknown field close to a known one."""
-    # Unknown fields are refused in the config itself or in one of its agents.
+    # Unknown fields are refused in the config itself, its early exit or one of its agents.
     fields = MoAConfig.model_fields if len(location) == 1 else AgentSpec.model_fields
+    if location[0] == "early_exit":
+        fields = EarlyExit.model_fields
     close = difflib.get_close_matches(str(location[-1]), list(fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

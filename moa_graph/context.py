@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from moa_graph.config import MoAConfig
 from moa_graph.factory import resolve_config
 from moa_graph.graph import build_graph
-from moa_graph.plan import Planner, RunOptions
+from moa_graph.plan import RunOptions
+from moa_graph.planner import Planner
 from moa_graph.presets import check_preset_name, load_preset
 from moa_graph.state import MoAInput, MoAOutput, MoAState
 

@@ -36,12 +36,19 @@ class ProgressTable:
         for layer, agent in agents:
             self._rows[(layer, agent.name or "")] = {"model": agent.model_id, "status": "waiting"}
         self._aggregator = (len(config.layers) + 1, config.aggregator.name or "")
+        self.exit: str | None = None  # how the run left its layers early, if it did
 
     def update(self, event: ProgressEvent) -> None:
         """Apply one progress event."""
         if event["event"] == "layer_started":
             return
-        row = self._rows.get((event["moa_layer"], event["moa_agent"]))
+        if event["event"] == "early_exit":
+            where = event["moa_layer"], event["moa_stage"]
+            self._exited(*where, event["moa_action"], event["moa_reason"])
+            return
+        # The aggregator's layer is the last one run plus one, which a stop may lower.
+        key = self._aggregator if event.get("moa_role") == "aggregator" else None
+        row = self._rows.get(key or (event["moa_layer"], event["moa_agent"]))
         if row is None:
             return
         if event["event"] == "agent_finished":
@@ -79,8 +86,20 @@ class ProgressTable:
                 if proposal.ok:
                     shown["tokens"] = f"{proposal.input_tokens} → {proposal.output_tokens}"
         self._rows[self._aggregator]["status"] = "done"
+        if exit_ := state.get("exit"):
+            self._exited(exit_["layer"], exit_["stage"], exit_["action"], exit_["reason"])
 
-    def __rich__(self) -> Table:
+    def _exited(self, layer: int, stage: int, action: str, reason: str) -> None:
+        """Say where and why the run left its layers early; mark the agents it skips."""
+        then = "the rest" if action == "answer" else "later layers"
+        self.exit = f"layer {layer}, stage {stage}: {reason}; {then} skipped"
+        for key, row in self._rows.items():
+            if row["status"] == "waiting" and key != self._aggregator:
+                row["status"] = "skipped"
+        if action == "answer":
+            self._rows[self._aggregator]["status"] = "skipped"
+
+    def __rich__(self) -> Table | Group:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("layer", "agent", "model", "status", "latency", "tokens in → out"):
             table.add_column(column)
@@ -98,7 +117,7 @@ class ProgressTable:
                 row.get("latency", ""),
                 row.get("tokens", ""),
             )
-        return table
+        return Group(table, Text(self.exit, style="green")) if self.exit else table
 
 
 async def render_run(
@@ -178,6 +197,12 @@ _CHOSEN_BY = {
 def how_answered(answer: AIMessage) -> str:
     """Return how the aggregation came to an answer, from its ``response_metadata``."""
     meta = answer.response_metadata
+    if meta.get("moa_strategy") == "early_exit":
+        return (
+            f"the answer is proposal {meta['moa_chosen'] + 1} of layer {meta['moa_exit_layer']}, "
+            f"on which the proposals agreed ({meta['moa_exit_reason']}); later layers and "
+            "the aggregator were skipped"
+        )
     if "moa_chosen" not in meta:
         return "the aggregator wrote the answer from the last layer's proposals"
     how = _CHOSEN_BY.get(meta.get("moa_strategy", ""), "the aggregation")

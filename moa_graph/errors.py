@@ -42,3 +42,7 @@ class LayerError(MoAError):
 
 class ContextOverflowError(InputError):
     """A prompt does not fit an agent's context window even without references."""
+
+
+class StructuredOutputError(MoAError):
+    """The MoA's answer did not validate against the requested schema, after its retries."""

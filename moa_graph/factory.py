@@ -16,7 +16,8 @@ from langgraph.graph import StateGraph
 from moa_graph.config import MoAConfig, config_from_data
 from moa_graph.config_files import load_config
 from moa_graph.graph import build_graph, run_options
-from moa_graph.plan import Planner, RunOptions
+from moa_graph.plan import RunOptions
+from moa_graph.planner import Planner
 from moa_graph.presets import load_preset
 from moa_graph.state import MoAInput, MoAOutput, MoAState
 

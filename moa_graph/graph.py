@@ -4,10 +4,16 @@ The graph is returned uncompiled so the caller chooses the checkpointer, store a
 cache, and can embed it in a larger application. Every node looks up its agent's
 :class:`~moa_graph.plan.AgentPlan` for the run (the config's own, or what the run's
 context asks for) and hands it to :mod:`moa_graph.nodes`.
+
+A config with ``early_exit`` adds a check node after each stage of every layer (the
+decisions are :mod:`moa_graph.early_exit`'s) and an ``early_exit`` node that answers
+with the agreed proposal; conditional edges from each check lead to the next stage,
+the next layer, the aggregator or that node, so Studio draws every path a run may take.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,8 +22,9 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 
-from moa_graph import nodes
+from moa_graph import early_exit, nodes
 from moa_graph.config import MoAConfig
+from moa_graph.early_exit import EXIT_NODE, Check
 from moa_graph.errors import InputError
 from moa_graph.nodes import check_conversation
 from moa_graph.plan import (
@@ -25,16 +32,17 @@ from moa_graph.plan import (
     AGGREGATOR_SLOT,
     AGGREGATOR_TAG,
     PROPOSER_TAG,
-    Planner,
     RunOptions,
     Slot,
     proposer_node,
 )
+from moa_graph.planner import Planner
 from moa_graph.state import MoAInput, MoAOutput, MoAState
 
 __all__ = [
     "AGGREGATOR_NODE",
     "AGGREGATOR_TAG",
+    "EXIT_NODE",
     "PROPOSER_TAG",
     "build_graph",
     "check_conversation",
@@ -75,17 +83,25 @@ def build_graph(
     )
     name = planner.config.name
     builder.graph_name = f"MoA {name}" if name else "MoA"  # type: ignore[attr-defined]
-    layers = [[agent.node for agent in layer] for layer in planner.slots_plan().layers]
-    previous: list[str] = []
-    for number, names in enumerate([*layers, [AGGREGATOR_NODE]], 1):
-        for index, node in enumerate(names):
-            slot = AGGREGATOR_SLOT if node == AGGREGATOR_NODE else (number, index)
-            _add_node(builder, node, slot, planner, read_options)
-            if previous:
-                builder.add_edge(previous, node)
-        if not previous:
-            builder.add_conditional_edges(START, _start(names, planner, read_options), names)
-        previous = names
+    slots = planner.slots_plan()
+    for agent in slots.agents():
+        slot = AGGREGATOR_SLOT if agent.role == "aggregator" else (agent.layer, agent.index)
+        _add_node(builder, agent.node, slot, planner, read_options)
+    layers = [[agent.node for agent in layer] for layer in slots.layers]
+    if planner.config.early_exit is None:
+        builder.add_conditional_edges(START, _start(layers[0], planner, read_options), layers[0])
+        for before, after in itertools.pairwise([*layers, [AGGREGATOR_NODE]]):
+            for node in after:
+                builder.add_edge(before, node)
+    else:
+        checks = early_exit.checks(layers, planner.config.early_exit.stages)
+        first = list(checks[0].after)
+        builder.add_conditional_edges(START, _start(first, planner, read_options), first)
+        for check in checks:
+            _add_check(builder, check, planner, read_options)
+        answer = RunnableLambda(early_exit.answer, _async(early_exit.answer), name=EXIT_NODE)
+        builder.add_node(EXIT_NODE, answer, metadata={"role": "early_exit"})
+        builder.add_edge(EXIT_NODE, END)
     builder.add_edge(AGGREGATOR_NODE, END)
     return builder
 
@@ -126,7 +142,8 @@ def _add_node(
     """Add the node of one agent slot: it runs the slot's agent of the run's plan."""
 
     def agent(state: MoAState) -> Any:
-        return planner.plan(read_options(get_runtime().context)).agent(slot)
+        plan = planner.plan(read_options(get_runtime().context)).agent(slot)
+        return early_exit.aggregator_of(plan, state) if slot == AGGREGATOR_SLOT else plan
 
     def run(state: MoAState) -> dict[str, Any]:
         plan = agent(state)
@@ -155,3 +172,43 @@ def _start(first_layer: list[str], planner: Planner, read_options: OptionsReader
         return first_layer
 
     return check_input
+
+
+def _add_check(
+    builder: StateGraph[Any, Any, Any, Any],
+    check: Check,
+    planner: Planner,
+    read_options: OptionsReader,
+) -> None:
+    """Add a check node after its stage, and its conditional edges to where it may lead."""
+
+    def depth() -> int:
+        return len(planner.plan(read_options(get_runtime().context)).layers)
+
+    def decide(state: MoAState) -> Any:
+        options = read_options(get_runtime().context)
+        # An answer that must call tools or follow a format is the aggregator's to write.
+        bound = options.tools or options.response_format
+        policy = None if bound else planner.run_config(options).early_exit
+        return early_exit.check_node(policy, state, check, depth())
+
+    def route(state: MoAState) -> list[str]:
+        goes = {"answer": [EXIT_NODE], "aggregate": [AGGREGATOR_NODE], "next": [*check.then]}
+        return goes[early_exit.route(state, check, depth())]
+
+    metadata = {"role": "check", "layer": check.layer, "stage": check.stage}
+    builder.add_node(
+        check.node, RunnableLambda(decide, _async(decide), name=check.node), metadata=metadata
+    )
+    builder.add_edge(list(check.after), check.node)
+    ends = [*check.then, EXIT_NODE, *([AGGREGATOR_NODE] if check.last else [])]
+    builder.add_conditional_edges(check.node, route, ends)
+
+
+def _async(function: Callable[[MoAState], Any]) -> Callable[[MoAState], Any]:
+    """Return ``function`` as a coroutine function (it does no I/O: no thread for it)."""
+
+    async def run(state: MoAState) -> Any:
+        return function(state)
+
+    return run

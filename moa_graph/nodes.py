@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
-from moa_graph import reliability
+from moa_graph import reliability, tools
 from moa_graph.aggregation import STRATEGIES
 from moa_graph.budget import fit_references
 from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
@@ -67,23 +67,34 @@ def prompt(
 ) -> list[BaseMessage]:
     """Return the messages the agent receives: the conversation and its references."""
     refs = references(agent, state) if refs is None else refs
-    build = STRATEGIES[agent.strategy].messages
-    return build(state["messages"], refs, agent.spec.system_prompt, agent.aggregate_prompt)
+    return _builder(agent, agent.spec.system_prompt, state)(refs)
 
 
 def fitted_prompt(
     agent: AgentPlan, candidate: Candidate, state: MoAState
 ) -> tuple[list[BaseMessage], int]:
     """Return the prompt for one candidate model, references cut to its window, and the cut."""
-    system_prompt = candidate.spec.system_prompt
-    build = STRATEGIES[agent.strategy].messages
-
-    def with_references(refs: list[str]) -> list[BaseMessage]:
-        return build(state["messages"], refs, system_prompt, agent.aggregate_prompt)
-
+    build = _builder(agent, candidate.spec.system_prompt, state)
     return fit_references(
-        with_references, references(agent, state), candidate.prompt_budget, agent=agent.name
+        build, references(agent, state), candidate.prompt_budget, agent=agent.name
     )
+
+
+def _builder(
+    agent: AgentPlan, system_prompt: str | None, state: MoAState
+) -> Callable[[Sequence[str]], list[BaseMessage]]:
+    """Return what builds the agent's prompt from its references.
+
+    With tools bound, proposers get the conversation as plain text and a note on the
+    tools; the aggregator, bound to them, gets the conversation as it is.
+    """
+    conversation: Sequence[BaseMessage] = state["messages"]
+    if agent.tools and agent.role == "proposer":
+        conversation = tools.as_text(conversation)
+        note = tools.describe_tools(agent.tools)
+        system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
+    build = STRATEGIES[agent.strategy].messages
+    return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
 
 
 def check_layer(agent: AgentPlan, state: MoAState) -> None:
@@ -110,13 +121,18 @@ def check_layer(agent: AgentPlan, state: MoAState) -> None:
 def check_conversation(messages: Sequence[AnyMessage]) -> None:
     """Check that a conversation can be answered, before any model is called.
 
+    It ends with the user's message, or with the results of the tools the last
+    answer called.
+
     Raises:
-        InputError: The conversation is empty, its last message is not from the
-            user, or that message is empty.
+        InputError: The conversation is empty, ends with another kind of message,
+            or its last user message is empty.
     """
     if not messages:
         raise InputError("the conversation is empty: send at least one user message")
     last = messages[-1]
+    if isinstance(last, ToolMessage):
+        return
     if not isinstance(last, HumanMessage):
         raise InputError(f"the last message must be from the user, not a {last.type} message")
     if not last.text.strip():
@@ -148,7 +164,8 @@ def check_plan(plan: MoAPlan, messages: Sequence[AnyMessage]) -> None:
                         f"the conversation has {kind} content, which agent "
                         f"'{candidate.spec.name}' ({candidate.spec.model_id}) cannot take"
                     )
-            fitted_prompt(agent, candidate, state)
+            if candidate.prompt_budget is not None:  # no known window, nothing to overflow
+                fitted_prompt(agent, candidate, state)
 
 
 def run_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
@@ -186,7 +203,7 @@ def _call(agent: AgentPlan, state: MoAState, due: float | None) -> tuple[AIMessa
     for candidate, messages, cut in _attempts(agent, state):
         try:
             reply = reliability.call(
-                candidate.model, messages, agent.call_config(), candidate.policy, deadline=due
+                candidate.runnable, messages, agent.call_config(), candidate.policy, deadline=due
             )
         except ModelCallError as error:
             errors.append(_failure(candidate, error))
@@ -201,7 +218,7 @@ async def _acall(agent: AgentPlan, state: MoAState) -> tuple[AIMessage, int]:
     for candidate, messages, cut in _attempts(agent, state):
         try:
             reply = await reliability.acall(
-                candidate.model, messages, agent.call_config(), candidate.policy
+                candidate.runnable, messages, agent.call_config(), candidate.policy
             )
         except ModelCallError as error:
             errors.append(_failure(candidate, error))

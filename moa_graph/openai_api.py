@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from langchain_core.messages import AnyMessage, convert_to_messages
+from langchain_core.messages import AnyMessage
 from langchain_core.messages.ai import UsageMetadata
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_graph.errors import InputError
+from moa_graph.openai_tools import ResponseFormat, ToolChoice, ToolSpec, binding, to_messages
 from moa_graph.state import AgentFinished, Proposal
 
 MAX_JSON_DEPTH = 64
@@ -115,7 +116,9 @@ class ChatCompletionRequest(BaseModel):
     """A ``POST /v1/chat/completions`` body.
 
     Fields of the OpenAI API that do not change a MoA's answer (``user``,
-    ``metadata`` ...) are accepted and ignored; tools and ``n > 1`` are refused.
+    ``metadata`` ...) are accepted and ignored; the older ``functions`` and ``n > 1``
+    are refused. ``tools``, ``tool_choice``, ``parallel_tool_calls`` and
+    ``response_format`` bind the aggregator (see :mod:`moa_graph.openai_tools`).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -128,14 +131,27 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
     moa: MoAOptions = Field(default_factory=MoAOptions)
 
     @model_validator(mode="after")
-    def _refuse_tools(self) -> ChatCompletionRequest:
-        for field in ("tools", "functions"):
+    def _check_tools(self) -> ChatCompletionRequest:
+        for field in ("functions", "function_call"):
             if (self.model_extra or {}).get(field):
-                raise ValueError(f"'{field}' is not supported by a Mixture-of-Agents model")
+                raise ValueError(f"'{field}' is not supported: use 'tools' and 'tool_choice'")
+        self.binding()
         return self
+
+    def binding(self) -> dict[str, Any]:
+        """Return the run options that bind the aggregator to the tools and answer format.
+
+        Raises:
+            ValueError: ``tool_choice`` without ``tools`` or naming none of them.
+        """
+        return binding(self.tools, self.tool_choice, self.parallel_tool_calls, self.response_format)
 
     @property
     def completion_budget(self) -> int | None:
@@ -151,10 +167,13 @@ class ChatCompletionRequest(BaseModel):
         """Return the messages as LangChain messages.
 
         Raises:
-            InputError: A message has an unknown role or no content field.
+            InputError: A message has an unknown role or no content field, a tool
+                call or result is malformed, or a result answers no tool call.
         """
         try:
-            return convert_to_messages(self.messages)  # type: ignore[return-value]
+            return to_messages(self.messages)
+        except InputError:
+            raise
         except (ValueError, KeyError, TypeError, NotImplementedError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise InputError(f"messages: {detail}") from None
@@ -172,9 +191,25 @@ def usage_json(usage: UsageMetadata | Mapping[str, Any]) -> dict[str, int]:
 
 
 def completion_json(
-    *, completion_id: str, created: int, model: str, text: str, finish_reason: str
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str,
+    tool_calls: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Return a ``chat.completion`` object without its usage."""
+    """Return a ``chat.completion`` object without its usage.
+
+    An answer that only calls tools has ``null`` content, as the OpenAI API sends it.
+    """
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not tool_calls else None,
+        "refusal": None,
+    }
+    if tool_calls:
+        message["tool_calls"] = list(tool_calls)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -183,7 +218,7 @@ def completion_json(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.rate_limiters import InMemoryRateLimiter
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langgraph.constants import TAG_NOSTREAM
 from tenacity import (
@@ -172,9 +171,11 @@ class _Progress(BaseCallbackHandler):
         return f"no token for {self.policy.idle_s:g}s"
 
 
-def _streams_to_caller(config: RunnableConfig) -> bool:
-    """Whether this call's tokens reach a caller that streams (``stream_mode="messages"``)."""
-    merged = ensure_config(config)
+def _streams_to_caller(config: RunnableConfig, merged: RunnableConfig) -> bool:
+    """Whether this call's tokens reach a caller that streams (``stream_mode="messages"``).
+
+    ``merged`` is ``config`` merged with the caller's (:func:`ensure_config`).
+    """
     if TAG_NOSTREAM in (config.get("tags") or []) or TAG_NOSTREAM in merged.get("tags", []):
         return False
     callbacks = merged.get("callbacks")
@@ -183,8 +184,23 @@ def _streams_to_caller(config: RunnableConfig) -> bool:
     return any(isinstance(h, _StreamingCallbackHandler) for h in handlers or [])
 
 
-def _streaming(model: BaseChatModel) -> dict[str, Any]:
-    """Return the call arguments that make a model stream, with its token usage."""
+def _watches_tokens(policy: CallPolicy) -> bool:
+    """Whether an async attempt's limits need the timing of its tokens.
+
+    A first-token or idle limit shorter than the overall one does. Without one, a
+    streamed attempt fails only where a reply that comes back whole does.
+    """
+    return min(policy.first_token_s, policy.idle_s) < policy.timeout_s
+
+
+def _streaming(model: Runnable[Any, Any], *, stream: bool = True) -> dict[str, Any]:
+    """Return the call arguments that make a model stream, with its token usage.
+
+    With ``stream`` False, none: the model then streams only when set to by itself
+    (``streaming=True``), and is asked for its usage as well.
+    """
+    if not stream and getattr(model, "streaming", False) is not True:
+        return {}
     # An OpenAI-family instance given in a config reports usage while streaming only
     # when asked; the clients moa-graph builds itself are built asking.
     if hasattr(model, "stream_usage") and not model.stream_usage:
@@ -200,8 +216,10 @@ def _checked(reply: Any) -> AIMessage:
     return reply
 
 
-def _with_handler(config: RunnableConfig, handler: _Progress) -> RunnableConfig:
-    merged = ensure_config(config)
+def _with_handler(
+    config: RunnableConfig, merged: RunnableConfig, handler: _Progress
+) -> RunnableConfig:
+    """Return ``config`` with the caller's callbacks (from ``merged``) and ``handler``."""
     callbacks = merged.get("callbacks")
     if isinstance(callbacks, BaseCallbackManager):
         callbacks = callbacks.copy()
@@ -250,7 +268,7 @@ async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
 
 
 async def acall(
-    model: BaseChatModel,
+    model: Runnable[Any, Any],
     messages: Sequence[BaseMessage],
     config: RunnableConfig,
     policy: CallPolicy,
@@ -259,22 +277,25 @@ async def acall(
 ) -> AIMessage:
     """Call a model with the policy's rate limit, progress timeouts and retries.
 
-    The model streams whenever it can, so that progress shows: an attempt fails
-    when its first token, or the next one, is later than the policy allows, or when
-    it runs past its overall limit or ``deadline`` (``time.monotonic()``). A slow
-    but live stream is never cut short. An attempt that fails after its tokens
-    reached a streaming caller is not retried (:class:`StreamBrokenError`).
+    The model streams when a caller streams its tokens or when the policy's
+    progress limits need them: an attempt fails when its first token, or the next
+    one, is later than the policy allows, or when it runs past its overall limit or
+    ``deadline`` (``time.monotonic()``). A slow but live stream is never cut short.
+    An attempt that fails after its tokens reached a streaming caller is not retried
+    (:class:`StreamBrokenError`).
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    visible = _streams_to_caller(config)
+    merged = ensure_config(config)
+    visible = _streams_to_caller(config, merged)
+    arguments = _streaming(model, stream=visible or _watches_tokens(policy))
 
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
         progress = _Progress(policy, deadline, sync=False)
-        call = model.ainvoke(list(messages), _with_handler(config, progress), **_streaming(model))
+        call = model.ainvoke(list(messages), _with_handler(config, merged, progress), **arguments)
         try:
             return _checked(await _watch(asyncio.ensure_future(call), progress))
         except Exception as error:
@@ -288,7 +309,7 @@ async def acall(
 
 
 def call(
-    model: BaseChatModel,
+    model: Runnable[Any, Any],
     messages: Sequence[BaseMessage],
     config: RunnableConfig,
     policy: CallPolicy,
@@ -299,12 +320,15 @@ def call(
 
     A sync call cannot be cancelled: a late attempt ends at its next token, and a
     stream that stalls ends at the client's read timeout
-    (:func:`moa_graph.models.resolve_model` sets it to ``first_token_s``).
+    (:func:`moa_graph.models.resolve_model` sets it to ``first_token_s``). So it
+    always streams: its tokens are the only place any limit is checked.
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    visible = _streams_to_caller(config)
+    merged = ensure_config(config)
+    visible = _streams_to_caller(config, merged)
+    arguments = _streaming(model)
 
     def attempt() -> AIMessage:
         if policy.rate_limiter:
@@ -313,7 +337,7 @@ def call(
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
             reply = model.invoke(
-                list(messages), _with_handler(config, progress), **_streaming(model)
+                list(messages), _with_handler(config, merged, progress), **arguments
             )
             return _checked(reply)
         except Exception as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import time
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.messages import AnyMessage
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,6 +27,7 @@ from moa_graph.openai_api import (
     check_body,
     completion_json,
 )
+from moa_graph.plan import RunOptions
 from moa_graph.server_errors import APIError, ClientGone
 from moa_graph.server_models import ServedModel
 from moa_graph.server_runs import Run
@@ -174,11 +177,7 @@ class Endpoints:
         self.authorize(request)
         body = await self.read_request(request)
         served = self.model(body.model)
-        try:
-            messages = body.conversation()
-            check_conversation(messages)
-        except InputError as error:
-            raise APIError(400, str(error), param="messages") from None
+        options, messages = _prepared(body, served)
         if self.running >= self.max_concurrent:
             raise APIError(
                 429,
@@ -188,7 +187,6 @@ class Endpoints:
                 code="too_many_concurrent_runs",
                 headers={"Retry-After": "1"},
             )
-        options = served.options(body.temperature, body.completion_budget, body.moa.sampling)
         thread_id = str(uuid.uuid4()) if served.checkpointer is not None else None
         # The slot is held until the run's task ends, cancelled or not.
         self.running += 1
@@ -214,6 +212,31 @@ def _model_json(model: ServedModel) -> dict[str, Any]:
     return {"id": model.name, "object": "model", "created": model.created, "owned_by": "moa-graph"}
 
 
+def _prepared(
+    body: ChatCompletionRequest, served: ServedModel
+) -> tuple[RunOptions, list[AnyMessage]]:
+    """Return a request's run options and conversation, checked before the run.
+
+    Raises:
+        APIError: 400: the conversation cannot be answered, or an aggregator cannot
+            take the request's tools or answer format (naming the agent).
+    """
+    try:
+        messages = body.conversation()
+        check_conversation(messages)
+    except InputError as error:
+        raise APIError(400, str(error), param="messages") from None
+    options = served.options(body.temperature, body.completion_budget, body.moa.sampling)
+    options = dataclasses.replace(options, **body.binding())
+    try:
+        served.check(options)
+    except InputError as error:
+        # The planner says which the model cannot take: tools or the answer format.
+        param = "response_format" if "response_format" in str(error) else "tools"
+        raise APIError(400, str(error), param=param) from None
+    return options, messages
+
+
 def _completion(run: Run, body: ChatCompletionRequest) -> dict[str, Any]:
     """Return a finished run's answer as a chat completion."""
     answer = completion_json(
@@ -222,6 +245,7 @@ def _completion(run: Run, body: ChatCompletionRequest) -> dict[str, Any]:
         model=run.served.name,
         text=run.answer,
         finish_reason=run.finish_reason,
+        tool_calls=run.tool_calls,
     )
     answer["usage"] = run.usage()
     if body.moa.include_proposals:

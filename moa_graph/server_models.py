@@ -14,8 +14,9 @@ from langgraph.graph.state import CompiledStateGraph
 from moa_graph.config import MoAConfig
 from moa_graph.config_files import load_config
 from moa_graph.errors import ConfigError
-from moa_graph.factory import create_moa
+from moa_graph.graph import build_graph, run_options
 from moa_graph.plan import RunOptions
+from moa_graph.planner import Planner
 from moa_graph.presets import load_preset
 
 
@@ -45,19 +46,31 @@ def served_configs(
 class ServedModel:
     """A served config and its compiled graph.
 
-    One graph serves every request: a request's sampling reaches it as the run's
-    :class:`~moa_graph.plan.RunOptions` (see :meth:`options`).
+    One graph serves every request: a request's sampling, tools and answer format
+    reach it as the run's :class:`~moa_graph.plan.RunOptions` (see :meth:`options`),
+    which :meth:`check` plans before the run, on the graph's own planner.
     """
 
     name: str
     config: MoAConfig
     checkpointer: BaseCheckpointSaver[Any] | None
     created: int = field(default_factory=lambda: int(time.time()))
+    planner: Planner = field(init=False)
     graph: CompiledStateGraph[Any, Any, Any, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        builder = create_moa(self.config, stream_proposers=False, context_schema=RunOptions)
+        self.planner = Planner(self.config, stream_proposers=False)
+        builder = build_graph(self.planner, run_options, context_schema=RunOptions)
         self.graph = builder.compile(checkpointer=self.checkpointer, name=self.name)
+
+    def check(self, options: RunOptions) -> None:
+        """Plan a run with ``options`` before it starts, as the graph will.
+
+        Raises:
+            InputError: An aggregator (or one of its fallbacks) cannot call tools or
+                take the ``response_format``; names the agent.
+        """
+        self.planner.plan(options)
 
     @staticmethod
     def options(

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.runnables import RunnableConfig
 
@@ -17,6 +17,7 @@ from moa_graph.errors import InputError, MoAError, ModelCallError
 from moa_graph.failures import describe
 from moa_graph.graph import AGGREGATOR_TAG
 from moa_graph.openai_api import moa_extension, usage_json
+from moa_graph.openai_tools import tool_calls_json
 from moa_graph.plan import RunOptions
 from moa_graph.server_errors import APIError, ClientGone
 from moa_graph.server_models import ServedModel
@@ -133,6 +134,7 @@ class Run:
         self.failed_agents: list[str] = []
         self.aggregator: AgentFinished | None = None
         self.state: dict[str, Any] = {}
+        self.tool_calls: list[dict[str, Any]] = []  # the answer's, in the OpenAI format
         self.tokens = 0
         self._ended = False
         self._queue: asyncio.Queue[Event | BaseException | _Cancelled | None] = asyncio.Queue()
@@ -177,6 +179,9 @@ class Run:
                 self.aggregator = data
         elif isinstance(item, Finished):
             self.state = item.state
+            messages = self.state.get("messages") or []
+            if messages and isinstance(messages[-1], AIMessage):
+                self.tool_calls = tool_calls_json(messages[-1])
         return item
 
     async def finish(self) -> None:
@@ -257,13 +262,18 @@ class Run:
     @property
     def finish_reason(self) -> str:
         """Why the answer ended, as OpenAI names it; ``stop`` when unknown."""
+        if self.tool_calls:
+            return "tool_calls"
         messages = self.state.get("messages") or []
         reason = messages[-1].response_metadata.get("finish_reason") if messages else None
         return reason if reason in _FINISH_REASONS else "stop"
 
     def extension(self) -> dict[str, Any]:
-        """Return the ``moa`` extension field: proposals and each agent's usage."""
-        return moa_extension(self.state.get("proposals", []), self.aggregator, self.thread_id)
+        """Return the ``moa`` extension field: proposals, each agent's usage, an early exit."""
+        extension = moa_extension(self.state.get("proposals", []), self.aggregator, self.thread_id)
+        if self.state.get("exit"):
+            extension["exit"] = dict(self.state["exit"])
+        return extension
 
     def usage(self) -> dict[str, Any]:
         """Return the run's token usage in the OpenAI format."""

@@ -7,13 +7,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 
 from moa_graph.openai_api import ChatCompletionRequest, ChunkMaker, error_json
+from moa_graph.openai_tools import tool_call_deltas
 from moa_graph.server_errors import APIError, ClientGone
 from moa_graph.server_runs import Run
 from moa_graph.streaming import Event, Finished, Token
@@ -50,14 +51,8 @@ async def stream_answer(
         if not streamed and run.answer:
             # A model that does not stream gives its whole answer at the end.
             yield _sse(chunks.chunk({"content": run.answer}))
-        yield _sse(chunks.chunk({}, run.finish_reason))
-        if body.include_usage or body.moa.include_proposals:
-            last = chunks.chunk(None)
-            if body.include_usage:
-                last["usage"] = run.usage()
-            if body.moa.include_proposals:
-                last["moa"] = run.extension()
-            yield _sse(last)
+        for end in _ending(run, body, chunks):
+            yield _sse(end)
         yield "data: [DONE]\n\n"
     except ClientGone:
         _log.info("client went away; run cancelled")
@@ -72,6 +67,24 @@ async def stream_answer(
         # No await here: when the client left, Starlette cancels this generator.
         gone.cancel()
         run.cancel()
+
+
+def _ending(run: Run, body: ChatCompletionRequest, chunks: ChunkMaker) -> Iterator[dict[str, Any]]:
+    """Yield the chunks after the answer's text: its tool calls, finish reason and usage.
+
+    Tool calls go out once the aggregator's answer is whole (a retried or fallen
+    back call cannot splice them), in the deltas the OpenAI API streams them in.
+    """
+    for delta in tool_call_deltas(run.tool_calls):
+        yield chunks.chunk(delta)
+    yield chunks.chunk({}, run.finish_reason)
+    if body.include_usage or body.moa.include_proposals:
+        last = chunks.chunk(None)
+        if body.include_usage:
+            last["usage"] = run.usage()
+        if body.moa.include_proposals:
+            last["moa"] = run.extension()
+        yield last
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, _T]) -> _T:

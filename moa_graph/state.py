@@ -89,6 +89,29 @@ def user_turn(messages: Sequence[AnyMessage]) -> int:
     return sum(isinstance(m, HumanMessage) for m in messages)
 
 
+class RunExit(TypedDict):
+    """Where and why a turn left its stack of layers early (``exit`` in the state).
+
+    Attributes:
+        turn: The user turn it is about (1 for the first).
+        layer: The proposer layer whose proposals decided it, from 1.
+        stage: The stage of that layer that decided it, from 1 (1 when unstaged).
+        action: ``answer``: the proposals agreed, so the most agreed one is the
+            answer and the later stages, layers and the aggregator were skipped;
+            ``aggregate``: the layer no longer changed the answer of the one before,
+            so the later layers were skipped and the aggregator ran on this one.
+        chosen: The agreed proposal's index in its layer (``answer``), else None.
+        reason: One line, e.g. ``2 of 2 proposals state the answer 42``.
+    """
+
+    turn: int
+    layer: int
+    stage: int
+    action: Literal["answer", "aggregate"]
+    chosen: int | None
+    reason: str
+
+
 class MoAInput(TypedDict):
     """What a MoA graph takes: a conversation, as in LangGraph's ``MessagesState``."""
 
@@ -102,10 +125,13 @@ class MoAOutput(MoAInput):
         messages: The conversation with the aggregator's answer appended.
         proposals: Every proposer's response to the latest turn.
         usage: Tokens of every call of the latest turn, aggregator included.
+        exit: Where and why the latest turn left its layers early, or None; only
+            graphs whose config sets ``early_exit`` write it.
     """
 
     proposals: list[Proposal]
     usage: UsageMetadata
+    exit: RunExit | None
 
 
 class MoAState(MessagesState):
@@ -113,6 +139,7 @@ class MoAState(MessagesState):
 
     proposals: Annotated[list[Proposal], merge_proposals]
     usage: UsageMetadata
+    exit: RunExit | None
 
 
 class AgentInfo(TypedDict):
@@ -171,5 +198,18 @@ class AgentFailed(AgentInfo):
     error: str
 
 
-ProgressEvent = LayerStarted | AgentStarted | AggregatorStarted | AgentFinished | AgentFailed
+class ExitedEarly(TypedDict):
+    """A layer or a stage ended the stack early; the fields are those of :class:`RunExit`."""
+
+    event: Literal["early_exit"]
+    moa_layer: int
+    moa_stage: int
+    moa_action: Literal["answer", "aggregate"]
+    moa_chosen: int | None
+    moa_reason: str
+
+
+ProgressEvent = (
+    LayerStarted | AgentStarted | AggregatorStarted | AgentFinished | AgentFailed | ExitedEarly
+)
 """What a MoA graph writes to ``stream_mode="custom"``; ``event`` tells them apart."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
@@ -54,9 +56,9 @@ class FakeChatModel(BaseChatModel):
         """Accept tools; which ones are called is up to ``reply``."""
         return self
 
-    def _answer(self, messages: list[BaseMessage]) -> tuple[str, UsageMetadata, float]:
+    def _answer(self, messages: list[BaseMessage]) -> tuple[AIMessage, UsageMetadata, float]:
         message, usage, delay = self._message(messages)
-        return message.text, usage, delay
+        return message, usage, delay
 
     def _message(self, messages: list[BaseMessage]) -> tuple[AIMessage, UsageMetadata, float]:
         self.calls.append(list(messages))
@@ -91,16 +93,25 @@ class FakeChatModel(BaseChatModel):
         await asyncio.sleep(delay)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _chunks(self, text: str, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:
-        words = text.split(" ")
+    def _chunks(self, message: AIMessage, usage: UsageMetadata) -> Iterator[ChatGenerationChunk]:
+        """Stream as providers do: the text word by word, then each tool call in two deltas."""
+        words = message.text.split(" ")
         for i, word in enumerate(words):
-            last = i == len(words) - 1
-            chunk = AIMessageChunk(
-                word if last else word + " ",
-                usage_metadata=usage if last else None,
-                chunk_position="last" if last else None,
-            )
-            yield ChatGenerationChunk(message=chunk)
+            if word or i < len(words) - 1:
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(word if i == len(words) - 1 else word + " ")
+                )
+        for index, call in enumerate(message.tool_calls):
+            arguments = json.dumps(call["args"])
+            half = len(arguments) // 2
+            for part in (
+                {"name": call["name"], "id": call["id"], "args": arguments[:half]},
+                {"args": arguments[half:]},
+            ):
+                delta = tool_call_chunk(index=index, **{"name": None, "id": None, **part})
+                yield ChatGenerationChunk(message=AIMessageChunk("", tool_call_chunks=[delta]))
+        last = AIMessageChunk("", usage_metadata=usage, chunk_position="last")
+        yield ChatGenerationChunk(message=last)
 
     def _stream(
         self,
@@ -109,10 +120,10 @@ class FakeChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text, usage, delay = self._answer(messages)
+        message, usage, delay = self._answer(messages)
         self.streamed_calls += 1
         time.sleep(delay)
-        for chunk in self._chunks(text, usage):
+        for chunk in self._chunks(message, usage):
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -124,10 +135,10 @@ class FakeChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        text, usage, delay = self._answer(messages)
+        message, usage, delay = self._answer(messages)
         self.streamed_calls += 1
         await asyncio.sleep(delay)
-        for chunk in self._chunks(text, usage):
+        for chunk in self._chunks(message, usage):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

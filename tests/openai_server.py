@@ -10,7 +10,9 @@ needs no closed connection), and an answer streams one word per event. A
 :class:`StreamShape` makes a stream slow, stall, break off or send a garbled event;
 ``tests.fault_server`` picks one per call. The server logs every stream's outcome
 in :attr:`FakeOpenAIServer.streams`, so a test can tell a stream the client closed
-early from one that ran to its end.
+early from one that ran to its end. Requests with ``tools`` or a ``response_format``
+are answered as providers do (``tests.tool_replies``): with tool calls, plain or
+streamed as OpenAI streams them, or with a JSON object.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests import tool_replies
 
 Reply = Callable[[dict[str, Any]], str]
 Fault = Callable[["_Handler", dict[str, Any], int], bool]
@@ -107,6 +111,8 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         fault_message: The message of injected HTTP errors (``tests.fault_server``),
             e.g. one that echoes an API key as some providers' 401s do; None for
             ``injected <status>``.
+        arguments: The arguments of the tool calls it answers with, from the tool's
+            name and the request; None builds them from the tool's schema.
     """
 
     daemon_threads = True
@@ -135,6 +141,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.fault: Fault | None = None
         self.fault_message: str | None = None
+        self.arguments: tool_replies.Arguments | None = None
         self._open: set[socket.socket] = set()
 
     @property
@@ -218,7 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.fault is not None and self.server.fault(self, request, number):
                 return
             time.sleep(self.server.latency)
-            self.answer(request, self.server.reply(request), self.server.shape)
+            text = tool_replies.json_reply(request, self.server.reply(request))
+            self.answer(request, text, self.server.shape)
         except (ClientClosed, OSError):  # the client went away
             self.close_connection = True
 
@@ -232,29 +240,38 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Answer ``request`` with ``text``, streamed as ``shape`` says if it asked to be.
 
-        A plain answer ignores ``shape``. The usage sent is recorded in ``usages``.
+        A request with tools may be answered with tool calls instead (see
+        ``tests.tool_replies``). A plain answer ignores ``shape``. The usage sent is
+        recorded in ``usages``.
 
         Raises:
             ClientClosed: The client closed the connection before the end.
         """
         shape = shape or StreamShape()
-        prompt_tokens = sum(len(str(m["content"]).split()) for m in request["messages"])
+        call_id = f"call_{request['model']}_{self.number}"
+        calls = tool_replies.tool_calls(request, call_id, self.server.arguments)
+        said = " ".join([text] if not calls else [c["function"]["arguments"] for c in calls])
+        prompt_tokens = sum(len(str(m.get("content")).split()) for m in request["messages"])
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(text.split()),
-            "total_tokens": prompt_tokens + len(text.split()),
+            "completion_tokens": len(said.split()),
+            "total_tokens": prompt_tokens + len(said.split()),
         }
         with self.server.lock:
             self.server.usages.append(usage)
         base = {"id": completion_id, "created": int(time.time()), "model": request["model"]}
         if not request.get("stream"):
-            message = {"role": "assistant", "content": text}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message = {"role": "assistant", "content": None, "tool_calls": calls}
+            finish = "tool_calls" if calls else "stop"
+            choice = {"index": 0, "message": message, "finish_reason": finish}
             self._send_json(
                 200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
             )
             return
-        events = [json.dumps({**base, **chunk}) for chunk in _chunks(text, usage, request)]
+        chunks = _chunks(text, usage, request, calls)
+        events = [json.dumps({**base, **chunk}) for chunk in chunks]
         self.stream(request, [*events, "[DONE]"], shape)
 
     def stream(self, request: dict[str, Any], events: list[str], shape: StreamShape) -> None:
@@ -355,21 +372,28 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
 
-def _chunks(text: str, usage: dict[str, int], request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        piece = word if i == len(words) - 1 else word + " "
-        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+def _chunks(
+    text: str, usage: dict[str, int], request: dict[str, Any], calls: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    for delta in tool_replies.call_deltas(calls) if calls else _word_deltas(text):
         yield {
             "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
         }
+    finish = "tool_calls" if calls else "stop"
     yield {
         "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
     }
     if request.get("stream_options", {}).get("include_usage"):
         yield {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+
+
+def _word_deltas(text: str) -> Iterator[dict[str, Any]]:
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        piece = word if i == len(words) - 1 else word + " "
+        yield {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
 
 
 @contextmanager

@@ -8,7 +8,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from graphs import agent_with_moa, moa, moa_with_retrieval, moa_with_review, moa_with_tools
+from graphs import (
+    agent_with_moa,
+    moa,
+    moa_agent,
+    moa_with_retrieval,
+    moa_with_review,
+    moa_with_tools,
+)
 from graphs.tools import evaluate
 from moa_graph import InputError, MoAConfig
 from moa_graph.context import create_configurable_moa
@@ -262,3 +269,23 @@ def test_retrieval_input_errors_are_one_line(fakes) -> None:
         graph.invoke({"messages": []})
     with pytest.raises(InputError, match="the last message must be from the user"):
         graph.invoke({"messages": [HumanMessage("Q?"), AIMessage("A.")]})
+
+
+def test_moa_agent_runs_the_tool_its_mixture_chose_and_answers_from_it(fake_model) -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    def decide(model, messages):
+        results = [m for m in messages if isinstance(m, ToolMessage)]
+        if results:
+            return f"It is {results[-1].text}."
+        call = {"name": "calculator", "args": {"expression": "17 * 23"}, "id": "c1"}
+        return AIMessage("", tool_calls=[call])
+
+    proposers = [fake_model("a"), fake_model("b")]
+    aggregator = fake_model("agg", reply=decide)
+    config = MoAConfig(layers=[proposers], aggregator=aggregator, name="t")
+    out = moa_agent.build(config).invoke(ask("What is 17 times 23?"))
+    tool_results = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert [m.text for m in tool_results] == ["391"]  # the calculator really ran
+    assert out["messages"][-1].text == "It is 391."
+    assert len(aggregator.calls) == 2 and all(len(p.calls) == 2 for p in proposers)

@@ -4,7 +4,7 @@ import pytest
 
 from moa_graph import AgentSpec, ConfigError, MissingAPIKeyError, MoAConfig
 from moa_graph.models import resolve_model
-from moa_graph.plan import Planner
+from moa_graph.planner import Planner
 
 
 def test_missing_key_names_the_variable() -> None:

@@ -14,7 +14,8 @@ from moa_graph.config import MoAConfig
 from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError
 from moa_graph.openai_api import BodyError, check_body
-from moa_graph.plan import AgentPlan, Planner
+from moa_graph.plan import AgentPlan
+from moa_graph.planner import Planner
 from moa_graph.server import check_bind, is_loopback, served_configs
 from moa_graph.server_models import ServedModel
 from tests.fake_chat import FakeChatModel

@@ -55,7 +55,8 @@ class Row:
 
     ``fixed``, ``broken`` and ``p_value`` compare it item by item with a baseline
     configuration: items it answers right where the baseline is wrong, the reverse,
-    and the exact McNemar test of the two counts.
+    and the exact McNemar test of the two counts. ``early_exit`` is the share of items
+    a turn of which left its layers early (``early_exit`` in the config).
     """
 
     config: str
@@ -67,6 +68,8 @@ class Row:
     tokens_per_item: float
     cost_usd: float | None
     wall_s: float
+    wall_s_per_item: float
+    early_exit: float
     fixed: int | None = None
     broken: int | None = None
     p_value: float | None = None
@@ -124,6 +127,8 @@ def summarize(
         tokens_per_item=tokens / len(results) if results else 0.0,
         cost_usd=None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
         wall_s=sum(r.wall_s for r in results),
+        wall_s_per_item=sum(r.wall_s for r in results) / len(results) if results else 0.0,
+        early_exit=sum(r.exited_early for r in results) / len(results) if results else 0.0,
         **paired,
     )
 

@@ -28,6 +28,7 @@ from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.items import Item
 from moa_graph.eval.scoring import is_correct, score
 from moa_graph.factory import create_moa
+from moa_graph.state import RunExit
 
 
 class ItemResult(BaseModel):
@@ -41,9 +42,12 @@ class ItemResult(BaseModel):
         metrics: The scorer's metrics of the last answer (e.g. IFEval's strict and
             loose accuracies); ``correct`` is its primary one.
         proposals: The last layer's proposals to the last turn, in agent order
-            (failed ones empty), to study what an aggregation could have picked.
+            (failed ones empty), to study what an aggregation could have picked;
+            after an early exit, those of the layer that ended the run.
         tokens: Input and output tokens per model id, over every call of every turn.
         wall_s: Wall time of the item, all turns.
+        exits: For each turn, where and why it left its layers early (``early_exit``
+            in the config), or None.
     """
 
     id: str
@@ -54,6 +58,12 @@ class ItemResult(BaseModel):
     proposals: list[str] = Field(default_factory=list)
     tokens: dict[str, tuple[int, int]] = Field(default_factory=dict)
     wall_s: float = 0.0
+    exits: list[RunExit | None] = Field(default_factory=list)
+
+    @property
+    def exited_early(self) -> bool:
+        """Whether a turn of the item left its layers early."""
+        return any(self.exits)
 
     @property
     def input_tokens(self) -> int:
@@ -114,6 +124,7 @@ async def _answer(
 ) -> ItemResult:
     messages: list[AnyMessage] = []
     outputs: list[str] = []
+    exits: list[RunExit | None] = []
     tokens: dict[str, list[int]] = {}
     started = time.perf_counter()
     for turn in item.turns:
@@ -126,6 +137,7 @@ async def _answer(
         state = await graph.ainvoke({"messages": messages}, run)
         messages = state["messages"]
         outputs.append(messages[-1].text)
+        exits.append(state.get("exit"))
         _tokens(config, state, tokens)
     wall_s = time.perf_counter() - started
     metrics = await asyncio.to_thread(score, dataset, outputs[-1], item)  # may run code
@@ -138,16 +150,18 @@ async def _answer(
         proposals=_last_proposals(config, state),
         tokens={model: (i, o) for model, (i, o) in tokens.items() if i or o},
         wall_s=wall_s,
+        exits=exits,
     )
 
 
 def _last_proposals(config: MoAConfig, state: dict[str, Any]) -> list[str]:
-    last = len(config.layers)
+    left = state.get("exit")
+    last = left["layer"] if left else len(config.layers)
     ordered = sorted(
         (p for p in state.get("proposals", []) if p.layer == last), key=lambda p: (p.turn, p.index)
     )
     by_index = {p.index: p.content for p in ordered}  # the last turn's overwrite earlier ones
-    return [by_index.get(i, "") for i in range(len(config.layers[-1]))]
+    return [by_index.get(i, "") for i in range(len(config.layers[last - 1]))]
 
 
 def config_label(config: MoAConfig) -> str:

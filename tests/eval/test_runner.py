@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 
 import pytest
 
 from moa_graph.eval.datasets import Item
 from moa_graph.eval.outputs import write_alpaca_outputs, write_mtbench_answers
-from moa_graph.eval.runner import read_results, run_eval, select_items
+from moa_graph.eval.report import write_report
+from moa_graph.eval.runner import read_results, run_eval, run_evals, select_items
 
 
 def test_select_items_gives_disjoint_seeded_splits(items) -> None:
@@ -119,3 +121,36 @@ async def test_mt_bench_answers_both_turns_with_the_first_in_context(base_config
     assert set(answer) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
     assert answer["question_id"] == 81 and answer["model_id"] == "fake-moa"
     assert answer["choices"] == [{"index": 0, "turns": results[0].outputs}]
+
+
+async def test_early_exits_are_saved_and_reported_per_configuration(
+    items, base_config, tmp_path
+) -> None:
+    plain = base_config()
+    early = base_config(name="early", early_exit={"agree": "answer"})
+    results = await run_evals([plain, early], "gsm8k", tmp_path, items=items, progress=False)
+    # weak is wrong on even numbers: the proposals agree on the odd ones only
+    assert {r.id for r in results["early"] if r.exited_early} == {"1", "3", "5", "7"}
+    assert not any(r.exited_early for r in results["fake-moa"])
+    one = next(r for r in results["early"] if r.id == "1")
+    assert one.exits == [
+        {
+            "turn": 1,
+            "layer": 1,
+            "stage": 1,
+            "action": "answer",
+            "chosen": 0,
+            "reason": "2 of 2 proposals state the answer 2",
+        }
+    ]
+    assert one.tokens == {"strong": (10, 5), "weak": (10, 5)}  # no aggregator call
+    assert one.outputs == ["1 + 1. The answer is 2"] and one.correct
+    assert read_results(tmp_path / "early.jsonl")["1"].exits == one.exits
+    rows = {row.config: row for row in write_report(results, tmp_path / "report")}
+    assert (rows["fake-moa"].early_exit, rows["early"].early_exit) == (0.0, 0.5)
+    assert (rows["fake-moa"].tokens_per_item, rows["early"].tokens_per_item) == (45.0, 37.5)
+    assert rows["early"].wall_s_per_item == pytest.approx(rows["early"].wall_s / 8)
+    table = {r["config"]: r for r in csv.DictReader((tmp_path / "report" / "results.csv").open())}
+    assert (table["fake-moa"]["early_exit"], table["early"]["early_exit"]) == ("0.0", "0.5")
+    header = (tmp_path / "report" / "results.md").read_text().splitlines()[4]
+    assert "| tokens_per_item | cost_usd | wall_s | wall_s_per_item | early_exit |" in header

@@ -1,0 +1,52 @@
+"""Tools in a mixture: what proposers are told, and a conversation every agent can take.
+
+Only the aggregator is bound to the tools and may call them. Proposers see the
+tools' descriptions in their system prompt and propose what to do; earlier tool
+calls and their results reach them as plain text, which every chat model takes
+(a model without tool support would refuse ``tool`` messages).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+TOOLS_PROMPT = (
+    "The assistant that gives the final answer can call these tools:\n{tools}\n\n"
+    "Say what it should do next: answer directly, or call a tool (name it and give "
+    "its arguments as JSON)."
+)
+"""Put in every proposer's system prompt when tools are bound; ``{tools}`` is filled in."""
+
+
+def describe_tools(tools: Sequence[dict[str, Any]]) -> str:
+    """Return the proposers' note on the tools (OpenAI tool schemas)."""
+    lines = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        parameters = json.dumps(function.get("parameters", {}), sort_keys=True)
+        description = function.get("description", "")
+        lines.append(f"- {function['name']}: {description} Arguments (JSON schema): {parameters}")
+    return TOOLS_PROMPT.format(tools="\n".join(lines))
+
+
+def as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Return the conversation with tool calls and tool results written as plain text."""
+    converted: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = "; ".join(
+                f"{call['name']}({json.dumps(call['args'], sort_keys=True)})"
+                for call in message.tool_calls
+            )
+            text = f"{message.text}\n" if message.text else ""
+            converted.append(AIMessage(f"{text}Called the tool: {calls}"))
+        elif isinstance(message, ToolMessage):
+            name = message.name or "the tool"
+            converted.append(HumanMessage(f"Result of {name}: {message.text}"))
+        else:
+            converted.append(message)
+    return converted
