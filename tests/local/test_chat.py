@@ -28,7 +28,8 @@ def test_moa_chat_on_local_tiny_answers_three_turns_and_exits(smollm2: str) -> N
     assert done.stdout.strip()
 
 
-def test_a_local_mixture_asked_to_call_tools_says_it_cannot() -> None:
+@pytest.mark.local
+def test_a_local_mixture_asked_to_call_tools_says_it_cannot(smollm2: str) -> None:
     """The local models write tool calls as JSON text; binding tools is a clear error."""
     from langchain_core.tools import tool
 
