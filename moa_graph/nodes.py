@@ -200,11 +200,9 @@ async def arun_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
 def _call(agent: AgentPlan, state: MoAState, due: float | None) -> tuple[AIMessage, int]:
     """Call the agent's model, then each fallback; return the answer and the cut."""
     errors = []
-    for candidate, messages, cut in _attempts(agent, state):
+    for candidate, request, cut in _attempts(agent, state):
         try:
-            reply = reliability.call(
-                candidate.runnable, messages, agent.call_config(), candidate.policy, deadline=due
-            )
+            reply = reliability.call(request, deadline=due)
         except ModelCallError as error:
             errors.append(_failure(candidate, error))
             continue
@@ -215,11 +213,9 @@ def _call(agent: AgentPlan, state: MoAState, due: float | None) -> tuple[AIMessa
 async def _acall(agent: AgentPlan, state: MoAState) -> tuple[AIMessage, int]:
     """Async :func:`_call` (the layer deadline is the caller's ``asyncio.timeout``)."""
     errors = []
-    for candidate, messages, cut in _attempts(agent, state):
+    for candidate, request, cut in _attempts(agent, state):
         try:
-            reply = await reliability.acall(
-                candidate.runnable, messages, agent.call_config(), candidate.policy
-            )
+            reply = await reliability.acall(request)
         except ModelCallError as error:
             errors.append(_failure(candidate, error))
             continue
@@ -229,12 +225,13 @@ async def _acall(agent: AgentPlan, state: MoAState) -> tuple[AIMessage, int]:
 
 def _attempts(
     agent: AgentPlan, state: MoAState
-) -> Iterator[tuple[Candidate, list[BaseMessage], int]]:
-    """Yield each candidate with its fitted prompt, in the order they are tried."""
+) -> Iterator[tuple[Candidate, reliability.Call, int]]:
+    """Yield each candidate with its call and the references it cut, in the order tried."""
     # Not LangChain's with_fallbacks: each fallback gets a prompt cut to its own window.
     for candidate in agent.candidates:
         messages, cut = fitted_prompt(agent, candidate, state)
-        yield candidate, messages, cut
+        call = reliability.Call(candidate.runnable, messages, agent.call_config(), candidate.policy)
+        yield candidate, call, cut
 
 
 def _failure(candidate: Candidate, error: ModelCallError) -> str:

@@ -267,35 +267,38 @@ async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
             raise progress.late(late)
 
 
-async def acall(
-    model: Runnable[Any, Any],
-    messages: Sequence[BaseMessage],
-    config: RunnableConfig,
-    policy: CallPolicy,
-    *,
-    deadline: float | None = None,
-) -> AIMessage:
-    """Call a model with the policy's rate limit, progress timeouts and retries.
+@dataclass(frozen=True)
+class Call:
+    """One model call to make: the model, its prompt, its run config and its policy."""
 
-    The model streams when a caller streams its tokens or when the policy's
-    progress limits need them: an attempt fails when its first token, or the next
-    one, is later than the policy allows, or when it runs past its overall limit or
+    model: Runnable[Any, Any]
+    messages: Sequence[BaseMessage]
+    config: RunnableConfig
+    policy: CallPolicy
+
+
+async def acall(request: Call, *, deadline: float | None = None) -> AIMessage:
+    """Make a call with its policy's rate limit, progress timeouts and retries.
+
+    The model streams when a caller streams its tokens or when the policy's progress
+    limits need them: an attempt fails when its first token, or the next one, is
+    later than the policy allows, or when it runs past its overall limit or
     ``deadline`` (``time.monotonic()``). A slow but live stream is never cut short.
-    An attempt that fails after its tokens reached a streaming caller is not retried
-    (:class:`StreamBrokenError`).
+    An attempt that fails after its tokens reached a streaming caller is not retried.
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    merged = ensure_config(config)
-    visible = _streams_to_caller(config, merged)
-    arguments = _streaming(model, stream=visible or _watches_tokens(policy))
+    policy, merged = request.policy, ensure_config(request.config)
+    visible = _streams_to_caller(request.config, merged)
+    arguments = _streaming(request.model, stream=visible or _watches_tokens(policy))
 
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
         progress = _Progress(policy, deadline, sync=False)
-        call = model.ainvoke(list(messages), _with_handler(config, merged, progress), **arguments)
+        config = _with_handler(request.config, merged, progress)
+        call = request.model.ainvoke(list(request.messages), config, **arguments)
         try:
             return _checked(await _watch(asyncio.ensure_future(call), progress))
         except Exception as error:
@@ -308,43 +311,33 @@ async def acall(
     return reply
 
 
-def call(
-    model: Runnable[Any, Any],
-    messages: Sequence[BaseMessage],
-    config: RunnableConfig,
-    policy: CallPolicy,
-    *,
-    deadline: float | None = None,
-) -> AIMessage:
-    """Call a model synchronously, as :func:`acall` does.
+def call(request: Call, *, deadline: float | None = None) -> AIMessage:
+    """Make a call synchronously, as :func:`acall` does.
 
     A sync call cannot be cancelled: a late attempt ends at its next token, and a
-    stream that stalls ends at the client's read timeout
-    (:func:`moa_graph.models.resolve_model` sets it to ``first_token_s``). So it
-    always streams: its tokens are the only place any limit is checked.
+    stream that stalls ends at the client's read timeout (``first_token_s``, see
+    :func:`moa_graph.models.resolve_model`). So it always streams.
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    merged = ensure_config(config)
-    visible = _streams_to_caller(config, merged)
-    arguments = _streaming(model)
+    visible = _streams_to_caller(request.config, ensure_config(request.config))
+    arguments = _streaming(request.model)
 
     def attempt() -> AIMessage:
-        if policy.rate_limiter:
-            policy.rate_limiter.acquire()
-        progress = _Progress(policy, deadline, sync=True)
+        if request.policy.rate_limiter:
+            request.policy.rate_limiter.acquire()
+        progress = _Progress(request.policy, deadline, sync=True)
+        merged = ensure_config(request.config)
+        config = _with_handler(request.config, merged, progress)
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
-            reply = model.invoke(
-                list(messages), _with_handler(config, merged, progress), **arguments
-            )
+            reply = request.model.invoke(list(request.messages), config, **arguments)
             return _checked(reply)
         except Exception as error:
             raise _broken(error, progress, visible) from error
 
     try:
-        reply: AIMessage = _retrying(policy, Retrying)(attempt)
+        return _retrying(request.policy, Retrying)(attempt)  # type: ignore[no-any-return]
     except Exception as error:
         raise _failed(error) from error
-    return reply
