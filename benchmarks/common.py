@@ -100,8 +100,8 @@ class AsyncioMoA:
     async client, references injected into the system message."""
 
     def __init__(self, layers: int, agents: int, url: str, max_tokens: int = 512) -> None:
-        # The 600 s limit of moa-graph's own clients, connecting included (the SDK's
-        # default gives up connecting after 5 s, which a loaded 2-core machine can take).
+        # The limit of moa-graph's own clients (600 s), connecting included, where the
+        # SDK's default gives up connecting after 5 s.
         self.client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600.0)
         self.layers = [[f"m{i}" for i in range(agents)] for _ in range(layers)]
         self.max_tokens = max_tokens

@@ -107,10 +107,17 @@ def main() -> None:
                 results[kind].append(measure(kind, url, args.prompts, args.concurrency))
     best = {k: min(r["elapsed"] for r in v) for k, v in results.items()}
     peak = {k: max(r["peak_mib"] for r in v) for k, v in results.items()}
+
+    def per_round(kind: str) -> str:
+        return ", ".join(f"{args.prompts / r['elapsed']:.1f}" for r in results[kind])
+
     rows = [
-        "| runner | answers/s (best of rounds) | peak RSS |",
-        "|---|---|---|",
-        *(f"| {k} | {args.prompts / best[k]:.1f} | {peak[k]:.0f} MiB |" for k in results),
+        "| runner | answers/s (best of rounds) | each round | peak RSS |",
+        "|---|---|---|---|",
+        *(
+            f"| {k} | {args.prompts / best[k]:.1f} | {per_round(k)} | {peak[k]:.0f} MiB |"
+            for k in results
+        ),
     ]
     ratios = "".join(
         f"\n{kind} / asyncio throughput: {best['asyncio'] / best[kind]:.3f}" for kind in RUNNERS[1:]

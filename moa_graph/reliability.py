@@ -196,11 +196,13 @@ def _watches_tokens(policy: CallPolicy) -> bool:
 def _streaming(model: Runnable[Any, Any], *, stream: bool = True) -> dict[str, Any]:
     """Return the call arguments that make a model stream, with its token usage.
 
-    With ``stream`` False, none: the model then streams only when set to by itself
-    (``streaming=True``), and is asked for its usage as well.
+    With ``stream`` False, ``stream=False``, LangChain's own opt-out: without it a
+    streaming handler in the callbacks (LangGraph's ``messages`` one, which ignores a
+    ``TAG_NOSTREAM`` call) makes LangChain stream anyway. A model set to stream by
+    itself (``streaming=True``) still does, asked for its usage as well.
     """
     if not stream and getattr(model, "streaming", False) is not True:
-        return {}
+        return {"stream": False}
     # An OpenAI-family instance given in a config reports usage while streaming only
     # when asked; the clients moa-graph builds itself are built asking.
     if hasattr(model, "stream_usage") and not model.stream_usage:

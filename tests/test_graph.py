@@ -209,6 +209,26 @@ def test_answer_only_streaming_keeps_proposers_tokens_from_the_caller(
     assert len(events[-1][1]["proposals"]) == 5
 
 
+def test_with_one_overall_limit_only_calls_a_caller_streams_stream(two_layers) -> None:
+    config, models = two_layers
+    limit = {"timeout_s": 30.0, "first_token_timeout_s": 30.0, "idle_timeout_s": 30.0}
+    config = config.model_copy(update=limit)
+    graph = create_moa(config, stream_proposers=False).compile()
+    question = {"messages": [("user", "Q?")]}
+
+    async def stream():
+        return [e async for e in graph.astream(question, stream_mode=["messages", "values"])]
+
+    events = asyncio.run(stream())
+    assert events[-1][1]["messages"][-1].content == "agg answers: Q?"
+    # No limit needs their tokens and no caller sees them: the proposers come back whole.
+    assert [models[n].streamed_calls for n in [*"abcde", "agg"]] == [0, 0, 0, 0, 0, 1]
+
+    asyncio.run(graph.ainvoke(question))
+    assert [models[n].streamed_calls for n in [*"abcde", "agg"]] == [0, 0, 0, 0, 0, 1]
+    assert [len(models[n].calls) for n in [*"abcde", "agg"]] == [2] * 6
+
+
 def test_stream_moa_yields_progress_tokens_then_the_result(two_layers) -> None:
     config, _ = two_layers
     graph = create_moa(config).compile()
