@@ -7,9 +7,12 @@ Prints a Markdown table:
 * batching: N short requests of 128 generated tokens each sent to one server at once
   (its parallel slots decode them in one batch) against the same N one after another;
 * the ``local`` preset end to end through ``create_moa``: wall time and the time to
-  the aggregator's first streamed token, on a GSM8K-style question.
+  the aggregator's first streamed token, on a GSM8K-style question;
+* the README's first question: the 1.5B alone, the ``local`` preset, and the preset
+  with early exit, alternating, with their ratios to the 1.5B alone.
 
-    python benchmarks/local.py [--models NAME ...] [--parallel 3] [--runs 3] [--no-moa]
+    python -m benchmarks.local [--models NAME ...] [--parallel 3] [--runs 3] [--no-moa]
+    python -m benchmarks.local --readme-only --runs 3
 
 Run it on an otherwise idle machine: llama.cpp uses every core.
 """
@@ -136,6 +139,53 @@ def moa_rows(runs: int) -> list[list[str]]:
     ]
 
 
+README_QUESTION = "A farmer has 17 sheep and buys 5 more, then sells 8. How many are left?"
+
+
+def readme_rows(runs: int) -> list[list[str]]:
+    """The README's first question: the 1.5B alone, the `local` preset without and with exit.
+
+    Runs alternate between the three, so that a change in the machine's load falls on
+    all of them; the ratios are to the 1.5B alone in this run.
+    """
+    from moa_graph import MoAConfig, create_moa, load_preset
+
+    preset = load_preset("local")
+    without = {**preset.model_dump(exclude_unset=True), "early_exit": None}
+    configs = {
+        "1.5B alone (greedy)": MoAConfig(
+            name="single",  # one greedy proposal, returned as it is (no aggregator call)
+            seed=0,
+            max_tokens=512,
+            layers=[[{"model": "local:qwen2.5-coder-1.5b", "temperature": 0}]],
+            aggregator="local:qwen2.5-coder-1.5b",
+            aggregation="vote",
+        ),
+        "`local` preset without early exit": MoAConfig.model_validate(without),
+        f"`local` preset (early_exit: {preset.early_exit})": preset,
+    }
+    graphs = {name: create_moa(config).compile() for name, config in configs.items()}
+    question = {"messages": [("user", README_QUESTION)]}
+    walls: dict[str, list[float]] = {name: [] for name in graphs}
+    answers: dict[str, str] = {}
+    for _ in range(runs):
+        for name, graph in graphs.items():
+            started = time.perf_counter()
+            final = graph.invoke(question)
+            walls[name].append(time.perf_counter() - started)
+            answers[name] = " ".join(str(final["messages"][-1].content).split())[-60:]
+    alone = statistics.median(walls["1.5B alone (greedy)"])
+    return [
+        [
+            f"README question: {name}",
+            f"{statistics.median(w):.1f} s (median of {runs}: {min(w):.1f} to {max(w):.1f}; "
+            f"{statistics.median(w) / alone:.2f}x the 1.5B alone); answer ends "
+            f"'{answers[name].replace('|', '/')}'",
+        ]
+        for name, w in walls.items()
+    ]
+
+
 def environment() -> str:
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
@@ -161,7 +211,16 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=3, help="requests in the batching row")
     parser.add_argument("--runs", type=int, default=3, help="repetitions per measurement")
     parser.add_argument("--no-moa", action="store_true", help="skip the `local` preset rows")
+    parser.add_argument(
+        "--readme-only", action="store_true", help="only the README question's rows"
+    )
     args = parser.parse_args()
+    if args.readme_only:
+        print(environment(), flush=True)
+        table = "\n".join(f"| {' | '.join(row)} |" for row in readme_rows(args.runs))
+        print(f"\n| measurement | result |\n|---|---|\n{table}")
+        shutdown()
+        return
 
     print(environment(), flush=True)
     rows: list[list[str]] = []
@@ -173,6 +232,7 @@ def main() -> None:
             print(f"| {' | '.join(rows[-2])} |\n| {' | '.join(rows[-1])} |", flush=True)
     if not args.no_moa:
         rows.extend(moa_rows(args.runs))
+        rows.extend(readme_rows(args.runs))
         shutdown()
     print("\n| measurement | result |\n|---|---|")
     for row in rows:

@@ -22,6 +22,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import xllamacpp
@@ -76,6 +77,9 @@ class LlamaServer:
         alias: The model name the server reports (``/v1/models``).
         slots: Parallel sequences.
         slot_context: Context window of each slot, in tokens.
+        configure: Changes llama.cpp's settings before the server starts (e.g. a
+            draft model for speculative decoding; ``benchmarks/local.py`` measures
+            such levers).
 
     Raises:
         NoFreePortError: No port on 127.0.0.1 could be bound.
@@ -84,7 +88,13 @@ class LlamaServer:
     """
 
     def __init__(
-        self, path: Path, *, alias: str, slots: int = SLOTS, slot_context: int = SLOT_CONTEXT
+        self,
+        path: Path,
+        *,
+        alias: str,
+        slots: int = SLOTS,
+        slot_context: int = SLOT_CONTEXT,
+        configure: Callable[[xllamacpp.CommonParams], None] | None = None,
     ) -> None:
         threads = compute_threads()
         params = xllamacpp.CommonParams()
@@ -99,6 +109,8 @@ class LlamaServer:
         params.cache_ram_mib = _PROMPT_CACHE_MIB
         params.ui = False
         params.verbosity = 0
+        if configure is not None:
+            configure(params)
         try:
             self._server: xllamacpp.Server | None = xllamacpp.Server(params)
         except RuntimeError:

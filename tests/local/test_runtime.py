@@ -205,5 +205,10 @@ def test_local_preset_moa(qwen_1_5b: str) -> None:
     graph = create_moa(load_preset("local", max_tokens=64)).compile()
     out = graph.invoke({"messages": [("user", "What is 12 + 30? Answer briefly.")]})
     assert "42" in out["messages"][-1].content
-    assert len(out["proposals"]) == 3
+    # Two proposals stating the same answer end the run; otherwise the third is asked.
+    exited = out.get("exit") is not None
+    assert len(out["proposals"]) == (2 if exited else 3)
+    if exited:
+        assert out["exit"]["action"] == "answer"
+        assert out["exit"]["stage"] == 1
     assert out["usage"]["total_tokens"] > 0

@@ -13,7 +13,7 @@ shift || true
 names=("$@")
 # The first config pays for the three proposals; single and the strategies reuse them.
 [ ${#names[@]} -gt 0 ] ||
-  names=(vote-3 single consensus-3 auto-3 synthesize-3 rank-3 auto-5 auto-3x2)
+  names=(vote-3 single consensus-3 auto-3 auto-3-ea auto-3-ee synthesize-3 rank-3 auto-5 auto-3x2)
 configs=()
 for name in "${names[@]}"; do configs+=(-c "$here/$name.yaml"); done
 # benchmark: tuning offset, held-out offset, items per part (seed-0 order of moa eval)
