@@ -13,6 +13,7 @@ Prints a Markdown table:
 
     python -m benchmarks.local [--models NAME ...] [--parallel 3] [--runs 3] [--no-moa]
     python -m benchmarks.local --readme-only --runs 3
+    python -m benchmarks.local --levers --runs 1   # benchmarks/local_levers.py
 
 Run it on an otherwise idle machine: llama.cpp uses every core.
 """
@@ -214,7 +215,15 @@ def main() -> None:
     parser.add_argument(
         "--readme-only", action="store_true", help="only the README question's rows"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--levers", action="store_true", help="llama.cpp's speed levers instead (local_levers)"
+    )
+    args, _ = parser.parse_known_args()
+    if args.levers:
+        from benchmarks import local_levers
+
+        local_levers.main()
+        return
     if args.readme_only:
         print(environment(), flush=True)
         table = "\n".join(f"| {' | '.join(row)} |" for row in readme_rows(args.runs))

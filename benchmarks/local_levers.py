@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="repetitions per measurement")
     parser.add_argument("--draft-max", type=int, default=8, help="tokens the 0.5B drafts")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # also run as ``benchmarks.local --levers``
 
     plain = measure(None, args.runs, None)
     references = plain["layer"][1]
