@@ -132,6 +132,30 @@ def test_an_aggregator_sized_prompt_fits_and_a_longer_one_is_refused(smollm2: st
 
 
 @pytest.mark.local
+def test_configure_changes_llama_cpp_settings_before_the_start(smollm2: str) -> None:
+    import httpx
+
+    from moa_graph.local.weights import installed_path
+
+    seen = []
+
+    def configure(params: object) -> None:
+        seen.append(params)
+        params.model_alias = {"renamed"}  # type: ignore[attr-defined]
+
+    server = LlamaServer(
+        installed_path(get_model(smollm2)), alias=smollm2, slots=2, configure=configure
+    )
+    try:
+        models = httpx.get(f"{server.base_url}/v1/models", timeout=30, trust_env=False).json()
+        assert [m["id"] for m in models["data"]] == ["renamed"]
+        assert len(seen) == 1
+    finally:
+        server.close()
+    assert not port_is_open(server.port)
+
+
+@pytest.mark.local
 def test_shutdown_closes_the_port_and_joins_the_threads(smollm2: str) -> None:
     chat_model(smollm2, temperature=0, max_tokens=4).invoke("Hi")
     shutdown()  # the first server of the process also starts llama.cpp's logger thread
