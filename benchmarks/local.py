@@ -27,6 +27,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -141,6 +142,7 @@ def moa_rows(runs: int) -> list[list[str]]:
 
 
 README_QUESTION = "A farmer has 17 sheep and buys 5 more, then sells 8. How many are left?"
+SINGLE = Path(__file__).parents[1] / "docs/evaluation/local-study/single.yaml"
 
 
 def readme_rows(runs: int) -> list[list[str]]:
@@ -149,19 +151,13 @@ def readme_rows(runs: int) -> list[list[str]]:
     Runs alternate between the three, so that a change in the machine's load falls on
     all of them; the ratios are to the 1.5B alone in this run.
     """
-    from moa_graph import MoAConfig, create_moa, load_preset
+    from moa_graph import MoAConfig, create_moa, load_config, load_preset
 
     preset = load_preset("local")
     without = {**preset.model_dump(exclude_unset=True), "early_exit": None}
     configs = {
-        "1.5B alone (greedy)": MoAConfig(
-            name="single",  # one greedy proposal, returned as it is (no aggregator call)
-            seed=0,
-            max_tokens=512,
-            layers=[[{"model": "local:qwen2.5-coder-1.5b", "temperature": 0}]],
-            aggregator="local:qwen2.5-coder-1.5b",
-            aggregation="vote",
-        ),
+        # One greedy proposal, returned as it is: the study's `single`, no aggregator call.
+        "1.5B alone (greedy)": load_config(SINGLE),
         "`local` preset without early exit": MoAConfig.model_validate(without),
         f"`local` preset (early_exit: {preset.early_exit})": preset,
     }
@@ -224,14 +220,11 @@ def main() -> None:
 
         local_levers.main()
         return
+    print(environment(), flush=True)
     if args.readme_only:
-        print(environment(), flush=True)
-        table = "\n".join(f"| {' | '.join(row)} |" for row in readme_rows(args.runs))
-        print(f"\n| measurement | result |\n|---|---|\n{table}")
+        print(table(readme_rows(args.runs)))
         shutdown()
         return
-
-    print(environment(), flush=True)
     rows: list[list[str]] = []
     with httpx.Client(trust_env=False) as client:
         for name in args.models:
@@ -243,9 +236,12 @@ def main() -> None:
         rows.extend(moa_rows(args.runs))
         rows.extend(readme_rows(args.runs))
         shutdown()
-    print("\n| measurement | result |\n|---|---|")
-    for row in rows:
-        print(f"| {' | '.join(row)} |")
+    print(table(rows))
+
+
+def table(rows: list[list[str]]) -> str:
+    lines = (f"| {' | '.join(row)} |" for row in rows)
+    return "\n| measurement | result |\n|---|---|\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -228,9 +228,10 @@ def _attempts(
 ) -> Iterator[tuple[Candidate, reliability.Call, int]]:
     """Yield each candidate with its call and the references it cut, in the order tried."""
     # Not LangChain's with_fallbacks: each fallback gets a prompt cut to its own window.
+    config = agent.call_config()
     for candidate in agent.candidates:
         messages, cut = fitted_prompt(agent, candidate, state)
-        call = reliability.Call(candidate.runnable, messages, agent.call_config(), candidate.policy)
+        call = reliability.Call(candidate.runnable, messages, config, candidate.policy)
         yield candidate, call, cut
 
 

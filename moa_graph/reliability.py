@@ -323,14 +323,14 @@ def call(request: Call, *, deadline: float | None = None) -> AIMessage:
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    visible = _streams_to_caller(request.config, ensure_config(request.config))
+    merged = ensure_config(request.config)
+    visible = _streams_to_caller(request.config, merged)
     arguments = _streaming(request.model)
 
     def attempt() -> AIMessage:
         if request.policy.rate_limiter:
             request.policy.rate_limiter.acquire()
         progress = _Progress(request.policy, deadline, sync=True)
-        merged = ensure_config(request.config)
         config = _with_handler(request.config, merged, progress)
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
