@@ -26,9 +26,11 @@ class EarlyExit(BaseModel):
 
     Attributes:
         agree: What agreeing means: ``answer``, they state the same final answer
-            (``The answer is 42``, ``\boxed{}``, a lone option letter); ``similar``,
-            their text is at least ``min_similarity`` alike the most agreed one;
-            ``auto``, ``answer`` where most state one, else ``similar``.
+            (``The answer is 42``, ``\boxed{}``, a lone option letter), or, with the
+            config's ``check_code``, their code passes every example in the prompt;
+            ``similar``, their text is at least ``min_similarity`` alike the most
+            agreed one; ``auto``, ``answer`` where most state one or carry code that the
+            prompt's examples check, else ``similar``.
         quorum: The share of the layer's proposals so far (failed ones count) that
             must agree, above one half; at least two must, always.
         min_similarity: How alike two texts must be to agree (0 to 1: the mean of

@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
-from moa_graph import agreement
+from moa_graph import agreement, code_check
 from moa_graph.config import EarlyExit
 from moa_graph.plan import AgentPlan
 from moa_graph.state import ExitedEarly, MoAState, Proposal, RunExit, user_turn
@@ -103,16 +103,25 @@ class Agreement:
     what: str  # what they agree on, e.g. "state the answer 42"
 
 
-def agreement_of(policy: EarlyExit, proposals: Sequence[Proposal]) -> Agreement | None:
+def agreement_of(
+    policy: EarlyExit, proposals: Sequence[Proposal], prompt: str = "", *, check_code: bool = False
+) -> Agreement | None:
     """Return the largest group of ``proposals`` that agree, or None below two answers.
 
     Stated final answers are voted on (ties to the first proposal, as ``consensus``
-    does); texts agree with the most agreed one when at least ``min_similarity`` alike.
+    does); with ``check_code``, code agrees when it passes every example in ``prompt``
+    (unless ``agree`` is ``similar``); texts agree with the most agreed one when at least
+    ``min_similarity`` alike.
     """
     answered = [p for p in proposals if p.ok]
     texts = [p.content for p in answered]
     if len(texts) < 2:
         return None
+    if check_code and policy.agree != "similar" and agreement.kind_of(texts) == "code":
+        checked = _by_examples(prompt, texts)
+        if checked is not None:
+            chosen, count, what = checked
+            return Agreement(answered[chosen].index, count, what)
     if _by_answer(policy, texts):
         answer, count, first = agreement.answer_majority(texts)
         if answer is None:
@@ -124,6 +133,20 @@ def agreement_of(policy: EarlyExit, proposals: Sequence[Proposal]) -> Agreement 
         for i, text in enumerate(texts)
     )
     return Agreement(answered[best].index, count, f"are at least {policy.min_similarity:g} alike")
+
+
+def _by_examples(prompt: str, texts: Sequence[str]) -> tuple[int, int, str] | None:
+    """Return the most agreed code of those passing all of the prompt's examples, how many.
+
+    None when the prompt has no examples to run.
+    """
+    total = len(code_check.prompt_examples(prompt))
+    passed = code_check.examples_passed(prompt, texts) if total else None
+    if passed is None:
+        return None
+    passing = [i for i, count in enumerate(passed) if count == total]
+    chosen = agreement.most_agreed(texts, among=passing) if passing else 0
+    return chosen, len(passing), f"pass all {total} of the prompt's examples"
 
 
 def unchanged(
@@ -149,7 +172,9 @@ def unchanged(
     return f"layer {layer}'s most agreed proposal is {alike:.2f} alike layer {layer - 1}'s"
 
 
-def decide(policy: EarlyExit | None, state: MoAState, check: Check, depth: int) -> RunExit | None:
+def decide(
+    policy: EarlyExit | None, state: MoAState, check: Check, depth: int, *, check_code: bool = False
+) -> RunExit | None:
     """Return how the run leaves its layers at ``check``, or None to go on.
 
     Args:
@@ -157,12 +182,15 @@ def decide(policy: EarlyExit | None, state: MoAState, check: Check, depth: int) 
         state: The graph's state.
         check: Where the run is.
         depth: The proposer layers of the run.
+        check_code: Whether code agrees by passing the prompt's examples (the
+            config's ``check_code``).
     """
     if policy is None:
         return None
     turn = user_turn(state["messages"])
     layer = _proposals(state, turn, check.layer)
-    found = agreement_of(policy, layer)
+    prompt = state["messages"][-1].text
+    found = agreement_of(policy, layer, prompt, check_code=check_code)
     needed = max(2, math.ceil(policy.quorum * len(layer) - 1e-9))
     if found is not None and found.count >= needed:
         reason = f"{found.count} of {len(layer)} proposals {found.what}"
@@ -175,9 +203,11 @@ def decide(policy: EarlyExit | None, state: MoAState, check: Check, depth: int) 
     return None
 
 
-def check_node(policy: EarlyExit | None, state: MoAState, check: Check, depth: int) -> Any:
+def check_node(
+    policy: EarlyExit | None, state: MoAState, check: Check, depth: int, *, check_code: bool = False
+) -> Any:
     """Run a check node: decide, announce a decision to leave, and record it."""
-    record = decide(policy, state, check, depth)
+    record = decide(policy, state, check, depth, check_code=check_code)
     if record is not None:
         get_stream_writer()(
             ExitedEarly(

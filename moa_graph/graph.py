@@ -189,8 +189,9 @@ def _add_check(
         options = read_options(get_runtime().context)
         # An answer that must call tools or follow a format is the aggregator's to write.
         bound = options.tools or options.response_format
-        policy = None if bound else planner.run_config(options).early_exit
-        return early_exit.check_node(policy, state, check, depth())
+        config = planner.run_config(options)
+        policy = None if bound else config.early_exit
+        return early_exit.check_node(policy, state, check, depth(), check_code=config.check_code)
 
     def route(state: MoAState) -> list[str]:
         goes = {"answer": [EXIT_NODE], "aggregate": [AGGREGATOR_NODE], "next": [*check.then]}

@@ -39,13 +39,16 @@ def says(text: str) -> Callable[[FakeChatModel, list[BaseMessage]], str]:
 def staged(fake_model):
     """Build a MoA of fakes with fixed replies: ``staged({"a": "...", ...}, layers=2)``."""
 
-    def make(replies: Replies, *, layers: int = 1, **early_exit: Any) -> tuple[MoAConfig, dict]:
+    def make(
+        replies: Replies, *, layers: int = 1, check_code: bool = False, **early_exit: Any
+    ) -> tuple[MoAConfig, dict]:
         models = {name: fake_model(name, reply=says(text)) for name, text in replies.items()}
         models["agg"] = fake_model("agg")
         config = MoAConfig(
             layers=[[m for n, m in models.items() if n != "agg"]] * layers,
             aggregator=models["agg"],
             early_exit={"stages": [2], **early_exit},
+            check_code=check_code,
             name="ee",
         )
         return config, models
@@ -128,6 +131,49 @@ def test_texts_agree_by_similarity(staged) -> None:
     # auto: text that states no answer is compared by similarity too
     config, models = staged(replies, agree="auto", min_similarity=0.6)
     assert ask(config)["exit"]["action"] == "answer"
+
+
+CODE_PROMPT = '''Complete the function.
+```python
+def total(xs):
+    """Sum a list.
+    >>> total([1, 2])
+    3
+    >>> total([])
+    0
+    """
+```'''
+SUMS = "```python\ndef total(xs):\n    return sum(xs)\n```"
+LOOPS = (
+    "Here:\n```python\ndef total(xs):\n    n = 0\n    for x in xs:\n        n += x\n"
+    "    return n\n```"
+)
+COUNTS = "```python\ndef total(xs):\n    return len(xs)\n```"
+
+
+@pytest.mark.parametrize("agree", ["answer", "auto"])
+def test_code_agrees_when_it_passes_the_prompts_examples_with_check_code(staged, agree) -> None:
+    config, models = staged({"a": SUMS, "b": LOOPS, "c": COUNTS}, check_code=True, agree=agree)
+    out = ask(config, CODE_PROMPT)
+    assert calls(models) == {"a": 1, "b": 1, "c": 0, "agg": 0}
+    assert out["exit"]["reason"] == "2 of 2 proposals pass all 2 of the prompt's examples"
+    assert out["messages"][-1].content == SUMS  # the two tie on agreement: the first wins
+
+
+def test_code_that_fails_an_example_does_not_agree(staged) -> None:
+    # COUNTS passes total([]) == 0 only: the third proposal and the aggregator run
+    config, models = staged({"a": SUMS, "b": COUNTS, "c": LOOPS}, check_code=True, agree="answer")
+    out = ask(config, CODE_PROMPT)
+    assert calls(models) == {"a": 1, "b": 1, "c": 1, "agg": 1}
+    assert out["exit"] is None
+
+
+def test_code_is_not_run_without_check_code(staged) -> None:
+    config, models = staged({"a": SUMS, "b": SUMS, "c": COUNTS}, agree="answer")
+    assert ask(config, CODE_PROMPT)["exit"] is None and calls(models)["agg"] == 1
+    # a prompt without examples leaves code to the usual notion (here: no stated answer)
+    config, models = staged({"a": SUMS, "b": SUMS, "c": COUNTS}, check_code=True, agree="answer")
+    assert ask(config, "Write total(xs).")["exit"] is None and calls(models)["agg"] == 1
 
 
 def test_the_path_shows_in_the_stream_events(staged) -> None:
