@@ -13,6 +13,8 @@ the next layer, the aggregator or that node, so Studio draws every path a run ma
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -185,13 +187,24 @@ def _add_check(
     def depth() -> int:
         return len(planner.plan(read_options(get_runtime().context)).layers)
 
-    def decide(state: MoAState) -> Any:
+    def deciding(state: MoAState) -> tuple[Callable[[], Any], bool]:
+        """Return the check of this run, and whether it runs code (processes)."""
         options = read_options(get_runtime().context)
         # An answer that must call tools or follow a format is the aggregator's to write.
         bound = options.tools or options.response_format
         config = planner.run_config(options)
         policy = None if bound else config.early_exit
-        return early_exit.check_node(policy, state, check, depth(), check_code=config.check_code)
+        runs_code = policy is not None and config.check_code
+        return functools.partial(
+            early_exit.check_node, policy, state, check, depth(), check_code=config.check_code
+        ), runs_code
+
+    def decide(state: MoAState) -> Any:
+        return deciding(state)[0]()
+
+    async def adecide(state: MoAState) -> Any:
+        run, runs_code = deciding(state)
+        return await asyncio.to_thread(run) if runs_code else run()  # off the event loop
 
     def route(state: MoAState) -> list[str]:
         goes = {"answer": [EXIT_NODE], "aggregate": [AGGREGATOR_NODE], "next": [*check.then]}
@@ -199,7 +212,7 @@ def _add_check(
 
     metadata = {"role": "check", "layer": check.layer, "stage": check.stage}
     builder.add_node(
-        check.node, RunnableLambda(decide, _async(decide), name=check.node), metadata=metadata
+        check.node, RunnableLambda(decide, adecide, name=check.node), metadata=metadata
     )
     builder.add_edge(list(check.after), check.node)
     ends = [*check.then, EXIT_NODE, *([AGGREGATOR_NODE] if check.last else [])]

@@ -186,7 +186,7 @@ async def arun_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
     started = _started(agent, state)
     try:
         async with asyncio.timeout(agent.deadline_s):
-            reply, cut = _selected(agent, state), 0
+            reply, cut = await _aselected(agent, state), 0
             if reply is None:
                 reply, cut = await _acall(agent, state)
     except TimeoutError:
@@ -249,6 +249,13 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     text = state["messages"][-1].text
     strategy = STRATEGIES[agent.strategy]
     return strategy.select(text, references(agent, state), agent.check_code)
+
+
+async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
+    """Return what :func:`_selected` returns; a code check's processes run off the loop."""
+    if agent.role == "aggregator" and agent.check_code:
+        return await asyncio.to_thread(_selected, agent, state)
+    return _selected(agent, state)
 
 
 def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:

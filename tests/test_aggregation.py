@@ -13,6 +13,7 @@ from moa_graph.aggregation import (
     voted,
 )
 from moa_graph.factory import create_moa
+from tests.event_loop import longest_stall
 
 
 @pytest.mark.parametrize(
@@ -139,6 +140,19 @@ def test_consensus_and_auto_in_the_graph(
     # proposals and usage are recorded as for every strategy: 3 proposals of 15 tokens
     assert [p.content for p in result["proposals"]] == replies
     assert result["usage"]["total_tokens"] == 45 + 15 * aggregator_calls
+
+
+async def test_an_async_run_checks_code_off_the_event_loop(fake_model) -> None:
+    # the proposal sleeps 0.8 s per example, 1.6 s in all: a check on the loop stalls it
+    slow = RIGHT.replace("return sum(xs)", "import time\n    time.sleep(0.8)\n    return sum(xs)")
+    proposers = [
+        fake_model(f"p{i}", reply=lambda m, msgs, r=r: r) for i, r in enumerate([slow, WRONG])
+    ]
+    config = {"layers": [proposers], "aggregator": fake_model("agg"), "aggregation": "consensus"}
+    graph = create_moa({**config, "check_code": True}).compile()
+    result, stall = await longest_stall(graph.ainvoke({"messages": [("user", PROMPT)]}))
+    assert result["messages"][-1].response_metadata["moa_examples_passed"] == [2, 1]
+    assert stall < 1.0
 
 
 @pytest.mark.parametrize("aggregation", ["consensus", "auto"])

@@ -25,6 +25,7 @@ from moa_graph.durable import open_checkpointer, thread_config
 from moa_graph.graph import AGGREGATOR_NODE, EXIT_NODE
 from moa_graph.server import create_app
 from moa_graph.streaming import Finished, Progress, Token, stream_moa
+from tests.event_loop import longest_stall
 from tests.fake_chat import FakeChatModel
 
 Replies = dict[str, str]
@@ -158,6 +159,20 @@ def test_code_agrees_when_it_passes_the_prompts_examples_with_check_code(staged,
     assert calls(models) == {"a": 1, "b": 1, "c": 0, "agg": 0}
     assert out["exit"]["reason"] == "2 of 2 proposals pass all 2 of the prompt's examples"
     assert out["messages"][-1].content == SUMS  # the two tie on agreement: the first wins
+
+
+SLOW_SUMS = (
+    "```python\ndef total(xs):\n    import time\n    time.sleep(0.8)\n    return sum(xs)\n```"
+)
+
+
+async def test_an_async_run_checks_code_off_the_event_loop(staged) -> None:
+    # each proposal sleeps 0.8 s per example, 1.6 s in all: a check on the loop stalls it
+    config, _ = staged({"a": SLOW_SUMS, "b": SLOW_SUMS, "c": COUNTS}, check_code=True)
+    graph = create_moa(config).compile()
+    out, stall = await longest_stall(graph.ainvoke({"messages": [HumanMessage(CODE_PROMPT)]}))
+    assert out["exit"]["reason"] == "2 of 2 proposals pass all 2 of the prompt's examples"
+    assert stall < 1.0
 
 
 def test_code_that_fails_an_example_does_not_agree(staged) -> None:
