@@ -10,6 +10,7 @@ from. Nothing runs unless a config asks for it (``check_code: true``).
 from __future__ import annotations
 
 import doctest
+import functools
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,10 @@ def _doctests(prompt: str) -> list[tuple[str, str]]:
     return [(e.source, e.want) for e in examples if e.want.strip()]
 
 
-def _passed(code: str, examples: list[tuple[str, str]], timeout_s: float) -> int:
+# One program's count, remembered: a run checks the same proposals at each early-exit
+# stage and again when it aggregates, and the sandboxed run is the costly part.
+@functools.lru_cache(maxsize=256)
+def _passed(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
     program = code + _RUNNER.format(marker=_PASSED, examples=examples)
     result = run_python(program, timeout_s=timeout_s, memory_mb=512)
     count = re.search(rf"{_PASSED} (\d+)", result.detail)
@@ -88,7 +92,7 @@ def examples_passed(
 
     The import lines of the prompt's own code come first, since answers often use
     names (``List``) the prompt imported. The responses run in parallel, each in its
-    own confined process.
+    own confined process; a program already checked in this process is not run again.
 
     Args:
         prompt: The user's message, holding the examples.
@@ -98,7 +102,7 @@ def examples_passed(
     Returns:
         One count per response, or None when the prompt has no examples.
     """
-    examples = prompt_examples(prompt)
+    examples = tuple(prompt_examples(prompt))
     if not examples:
         return None
     imports = "\n".join(_IMPORT.findall(code_blocks(prompt)))

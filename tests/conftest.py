@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from moa_graph import code_check
 from moa_graph.models import clear_model_cache
 from tests.fake_chat import FakeChatModel
 from tests.openai_server import FakeOpenAIServer, serve
@@ -31,9 +32,10 @@ def openai_server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture(autouse=True)
 def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees another's cached clients or a real API key."""
+    """No test sees another's cached clients, code checks or a real API key."""
     for name in ("OPENAI_API_KEY", "TOGETHER_API_KEY", "LANGSMITH_API_KEY", "LANGSMITH_TRACING"):
         monkeypatch.delenv(name, raising=False)
     clear_model_cache()
+    code_check._passed.cache_clear()
     yield
     clear_model_cache()

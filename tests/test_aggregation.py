@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from moa_graph import code_check
 from moa_graph.aggregation import (
     chosen,
     final_answer,
@@ -12,6 +13,7 @@ from moa_graph.aggregation import (
     vote_hint,
     voted,
 )
+from moa_graph.execution import run_python
 from moa_graph.factory import create_moa
 from tests.event_loop import longest_stall
 
@@ -162,6 +164,29 @@ def test_code_is_checked_against_the_prompts_examples(fake_model, aggregation) -
     assert message.text == RIGHT
     assert message.response_metadata["moa_examples_passed"] == [1, 1, 2]  # total([]) == 0 passes
     assert aggregator.calls == []
+
+
+def test_a_run_checks_each_program_once(fake_model, monkeypatch) -> None:
+    # stage 2 checks two proposals and disagrees, the third repeats the first, and the
+    # aggregator checks all three: two distinct programs, so two sandboxed runs
+    runs: list[str] = []
+
+    def counted(program: str, **limits: float) -> object:
+        runs.append(program)
+        return run_python(program, **limits)
+
+    monkeypatch.setattr(code_check, "run_python", counted)
+    proposers = [
+        fake_model(f"p{i}", reply=lambda m, msgs, r=r: r)
+        for i, r in enumerate([WRONG, RIGHT, WRONG])
+    ]
+    config = {"layers": [proposers], "aggregator": fake_model("agg"), "aggregation": "auto"}
+    early = {"stages": [2], "agree": "answer"}
+    graph = create_moa({**config, "check_code": True, "early_exit": early}).compile()
+    result = graph.invoke({"messages": [("user", PROMPT)]})
+    assert result["messages"][-1].text == RIGHT
+    assert result["messages"][-1].response_metadata["moa_examples_passed"] == [1, 2, 1]
+    assert len(runs) == 2
 
 
 def test_code_is_never_run_unless_asked(fake_model) -> None:
