@@ -75,14 +75,28 @@ def _doctests(prompt: str) -> list[tuple[str, str]]:
     return [(e.source, e.want) for e in examples if e.want.strip()]
 
 
+class _TimedOut(Exception):
+    """A run that reached its time limit: a busy machine may be why, so it is not kept."""
+
+
 # One program's count, remembered: a run checks the same proposals at each early-exit
-# stage and again when it aggregates, and the sandboxed run is the costly part.
+# stage and again when it aggregates, and the sandboxed run is the costly part. (An
+# exception is never cached, so a timeout is checked again next time.)
 @functools.lru_cache(maxsize=256)
-def _passed(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
+def _remembered(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
     program = code + _RUNNER.format(marker=_PASSED, examples=examples)
     result = run_python(program, timeout_s=timeout_s, memory_mb=512)
+    if result.status == "timeout":
+        raise _TimedOut
     count = re.search(rf"{_PASSED} (\d+)", result.detail)
     return int(count[1]) if count else 0
+
+
+def _passed(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
+    try:
+        return _remembered(code, examples, timeout_s)
+    except _TimedOut:
+        return 0
 
 
 def examples_passed(
@@ -92,7 +106,8 @@ def examples_passed(
 
     The import lines of the prompt's own code come first, since answers often use
     names (``List``) the prompt imported. The responses run in parallel, each in its
-    own confined process; a program already checked in this process is not run again.
+    own confined process; a program already checked in this process is not run again,
+    unless it ran out of time.
 
     Args:
         prompt: The user's message, holding the examples.

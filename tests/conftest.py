@@ -36,6 +36,6 @@ def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("OPENAI_API_KEY", "TOGETHER_API_KEY", "LANGSMITH_API_KEY", "LANGSMITH_TRACING"):
         monkeypatch.delenv(name, raising=False)
     clear_model_cache()
-    code_check._passed.cache_clear()
+    code_check._remembered.cache_clear()
     yield
     clear_model_cache()

@@ -189,6 +189,20 @@ def test_a_run_checks_each_program_once(fake_model, monkeypatch) -> None:
     assert len(runs) == 2
 
 
+def test_a_program_that_ran_out_of_time_is_checked_again(monkeypatch) -> None:
+    runs: list[str] = []
+
+    def counted(program: str, **limits: float) -> object:
+        runs.append(program)
+        return run_python(program, **limits)
+
+    monkeypatch.setattr(code_check, "run_python", counted)
+    endless = "```python\ndef total(xs):\n    while True:\n        pass\n```"
+    for _ in range(2):
+        assert code_check.examples_passed(PROMPT, [endless, RIGHT], timeout_s=0.5) == [0, 2]
+    assert len(runs) == 3  # the endless program twice, the passing one once
+
+
 def test_code_is_never_run_unless_asked(fake_model) -> None:
     result, _ = _run(fake_model, [WRONG, WRONG, RIGHT], "auto")
     assert result["messages"][-1].text == WRONG  # the most agreed proposal
