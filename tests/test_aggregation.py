@@ -166,9 +166,9 @@ def test_code_is_checked_against_the_prompts_examples(fake_model, aggregation) -
     assert aggregator.calls == []
 
 
-def test_a_run_checks_each_program_once(fake_model, monkeypatch) -> None:
-    # stage 2 checks two proposals and disagrees, the third repeats the first, and the
-    # aggregator checks all three: two distinct programs, so two sandboxed runs
+@pytest.fixture
+def sandbox_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The programs the code checks send to the sandbox, in order."""
     runs: list[str] = []
 
     def counted(program: str, **limits: float) -> object:
@@ -176,6 +176,12 @@ def test_a_run_checks_each_program_once(fake_model, monkeypatch) -> None:
         return run_python(program, **limits)
 
     monkeypatch.setattr(code_check, "run_python", counted)
+    return runs
+
+
+def test_a_run_checks_each_program_once(fake_model, sandbox_runs) -> None:
+    # stage 2 checks two proposals and disagrees, the third repeats the first, and the
+    # aggregator checks all three: two distinct programs, so two sandboxed runs
     proposers = [
         fake_model(f"p{i}", reply=lambda m, msgs, r=r: r)
         for i, r in enumerate([WRONG, RIGHT, WRONG])
@@ -186,21 +192,14 @@ def test_a_run_checks_each_program_once(fake_model, monkeypatch) -> None:
     result = graph.invoke({"messages": [("user", PROMPT)]})
     assert result["messages"][-1].text == RIGHT
     assert result["messages"][-1].response_metadata["moa_examples_passed"] == [1, 2, 1]
-    assert len(runs) == 2
+    assert len(sandbox_runs) == 2
 
 
-def test_a_program_that_ran_out_of_time_is_checked_again(monkeypatch) -> None:
-    runs: list[str] = []
-
-    def counted(program: str, **limits: float) -> object:
-        runs.append(program)
-        return run_python(program, **limits)
-
-    monkeypatch.setattr(code_check, "run_python", counted)
+def test_a_program_that_ran_out_of_time_is_checked_again(sandbox_runs) -> None:
     endless = "```python\ndef total(xs):\n    while True:\n        pass\n```"
     for _ in range(2):
         assert code_check.examples_passed(PROMPT, [endless, RIGHT], timeout_s=0.5) == [0, 2]
-    assert len(runs) == 3  # the endless program twice, the passing one once
+    assert len(sandbox_runs) == 3  # the endless program twice, the passing one once
 
 
 def test_code_is_never_run_unless_asked(fake_model) -> None:
