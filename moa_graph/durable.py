@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -114,13 +115,20 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         sqlite3.connect(location).close()
     except sqlite3.Error as error:
         raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
-    async with AsyncSqliteSaver.from_conn_string(location) as saver:
-        try:
-            await saver.setup()  # creates the tables: fails now on a file it cannot write
-        except sqlite3.Error as error:
-            raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
-        saver.serde = serializer()
-        yield saver
+    try:
+        async with AsyncSqliteSaver.from_conn_string(location) as saver:
+            try:
+                await saver.setup()  # creates the tables: fails now on a file it cannot write
+            except sqlite3.Error as error:
+                raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
+            saver.serde = serializer()
+            yield saver
+    finally:
+        # A run cancelled in the middle of a query leaves its cursor in a reference
+        # cycle, and SQLite keeps a closed connection's lock until its last statement
+        # is freed: collect it now, or the next opener of the file waits and fails
+        # with "database is locked".
+        gc.collect()
 
 
 async def resume_input(
