@@ -17,13 +17,35 @@ from concurrent.futures import ThreadPoolExecutor
 
 from moa_graph.execution import run_python
 
-_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+EXAMPLE_SCAN_CHARS = 100_000
+"""How much of a prompt is searched for examples: the lines within its first 100,000 characters.
+
+Examples sit near the start of a prompt (HumanEval's longest prompt has 1,360 characters);
+the cap bounds what one parse costs and how many examples a check runs, whatever a
+client sends. The cut falls at a line break, so no example is read half.
+"""
+
+# Prompts come from clients, so reading one takes time linear in its length. Python's
+# `re` backtracks, so each pattern here is written to never go back more than a bounded
+# way: possessive quantifiers (`*+`, `?+`) keep what they matched, and the one `.*` that
+# gives characters back (a call's arguments) stays within its line. They match exactly
+# what they did before these marks. A linear-time engine (google-re2) would add a native
+# dependency and still not cover doctest's own parser, whose patterns are quadratic on
+# crafted text, so `_doctests` reads examples line by line instead.
+_BLOCK = re.compile(
+    r"```[ \t]*+(?:python3|python|py)?+[ \t]*+\n(.*?)```", re.DOTALL | re.IGNORECASE
+)
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$", re.MULTILINE)
 _DELIMITER = re.compile(r"^[ \t]*(?:\"{3}|'{3}|```).*$", re.MULTILINE)
+# `f(2) == 4` (or `==>`, `=>`, `->`, `➞`, `→`, `should return`) at the start of a line;
+# the arrow and the value may follow on later lines.
 _CALL_EQUALS = re.compile(
-    r"^\s*(?P<call>[A-Za-z_]\w*\(.*\))\s*(?:==>?|=>|->|➞|→|should return)\s*(?P<want>.+?)\s*$",
+    r"^[^\S\n]*+(?P<call>[A-Za-z_]\w*+\(.*\))\s*+(?:==>?|=>|->|➞|→|should return)"
+    r"\s*+(?P<want>\S(?:.*\S)?)",
     re.MULTILINE,
 )
+# An option directive (`# doctest: +ELLIPSIS`) on one line of an example's source.
+_DIRECTIVE = re.compile(r"#[^\S\n]*+doctest:[^\S\n]*+(.*)")
 _PASSED = "moa-examples-passed:"
 
 _RUNNER = """
@@ -56,23 +78,112 @@ def prompt_examples(prompt: str) -> list[tuple[str, str]]:
     Doctest examples (``>>> f(2)`` then ``4``) are taken as they are; without any,
     lines like ``f(2) == 4``, ``f(2) => 4`` or ``f(2) ➞ 4`` become checks that the
     call equals the value. Examples whose expected output is empty check nothing and
-    are left out.
+    are left out. Only the lines within the first :data:`EXAMPLE_SCAN_CHARS`
+    characters are read.
     """
-    examples = _doctests(prompt)
+    head = prompt
+    if len(prompt) > EXAMPLE_SCAN_CHARS:
+        head = prompt[: prompt.rfind("\n", 0, EXAMPLE_SCAN_CHARS) + 1]
+    examples = _doctests(head)
     if examples:
         return examples
-    return [(f"({m['call']}) == ({m['want']})\n", "True\n") for m in _CALL_EQUALS.finditer(prompt)]
+    return [(f"({m['call']}) == ({m['want']})\n", "True\n") for m in _CALL_EQUALS.finditer(head)]
 
 
 def _doctests(prompt: str) -> list[tuple[str, str]]:
+    """Return the doctest examples of a prompt that have an expected output.
+
+    They are what :class:`doctest.DocTestParser` finds, read one line at a time (two of
+    its patterns take quadratic time on crafted text): none when an example is
+    malformed (no space after ``>>>``, a line indented less than its ``>>>``, an
+    unknown option directive). One difference: a directive must be on one line.
+    """
+    if ">>>" not in prompt:
+        return []
     # A docstring's closing quotes or a code fence right after an example would
     # otherwise be read as part of its expected output.
-    text = _DELIMITER.sub("", prompt)
-    try:
-        examples = doctest.DocTestParser().get_examples(text)
-    except ValueError:  # inconsistent indentation: not examples one can run
-        return []
-    return [(e.source, e.want) for e in examples if e.want.strip()]
+    lines = _DELIMITER.sub("", prompt).expandtabs().split("\n")
+    # As doctest does, remove the indentation that all lines with text share.
+    margin = min((_indent(line) for line in lines if _has_text(line)), default=0)
+    lines = [line[margin:] for line in lines]
+    examples = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].lstrip(" ").startswith(">>>"):
+            i += 1
+            continue
+        start, i = i, i + 1
+        while i < len(lines) and lines[i].lstrip(" ").startswith("..."):
+            i += 1
+        source_end = i
+        # The expected output runs to a blank line or the next example.
+        while i < len(lines) and lines[i].strip(" ") and not lines[i].lstrip(" ").startswith(">>>"):
+            i += 1
+        try:
+            example = _example(lines[start:source_end], lines[source_end:i])
+        except ValueError:  # a malformed example: the prompt's examples are not ones to run
+            return []
+        if example is not None and example[1].strip():
+            examples.append(example)
+    return examples
+
+
+def _example(source_lines: list[str], want_lines: list[str]) -> tuple[str, str] | None:
+    """Return the source and expected output of one example; None for a comment alone.
+
+    Raises:
+        ValueError: The example is malformed.
+    """
+    indent = _indent(source_lines[0])
+    if any(len(line) > indent + 3 and line[indent + 3] != " " for line in source_lines):
+        raise ValueError("no space after >>> or ...")
+    margin = " " * indent
+    if any(line and not line.startswith(margin + ".") for line in source_lines[1:]) or any(
+        not line.startswith(margin) for line in want_lines
+    ):
+        raise ValueError("inconsistent indentation")
+    source = "\n".join(line[indent + 4 :] for line in source_lines)
+    want = "\n".join(line[indent:] for line in want_lines)
+    options = [option for line in source.split("\n") for option in _options(line)]
+    if _blank_or_comment(source):
+        if options:
+            raise ValueError("an option directive without an example")
+        return None
+    source = source if source.endswith("\n") else source + "\n"
+    return source, want + "\n" if want else ""
+
+
+def _options(line: str) -> list[str]:
+    """Return the options of a source line's directive, checking each.
+
+    Raises:
+        ValueError: An option doctest does not know.
+    """
+    # A directive's options run to the end of the line and hold no quotes.
+    after_quotes = max(line.rfind("'"), line.rfind('"')) + 1
+    directive = _DIRECTIVE.search(line, after_quotes)
+    options = directive[1].replace(",", " ").split() if directive else []
+    for option in options:
+        if option[0] not in "+-" or option[1:] not in doctest.OPTIONFLAGS_BY_NAME:
+            raise ValueError(f"unknown doctest option {option!r}")
+    return options
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _has_text(line: str) -> bool:
+    """Whether the line's first character after its spaces is not white space."""
+    text = line.lstrip(" ")
+    return bool(text) and not text[0].isspace()
+
+
+def _blank_or_comment(source: str) -> bool:
+    """Whether the source is one line of spaces, or of a comment (then maybe a line break)."""
+    first, _, rest = source.partition("\n")
+    text = first.lstrip(" ")
+    return not rest and (not text or text.startswith("#"))
 
 
 class _TimedOut(Exception):

@@ -26,9 +26,10 @@ TIMEOUT_S = 10.0
 MEMORY_MB = 1024
 
 # A fenced block: its opening fence and language tag, then everything up to a closing
-# fence at the start of a line, or to the end (a truncated answer has none).
+# fence at the start of a line, or to the end (a truncated answer has none). The
+# possessive `*+` keep a fence line of spaces or letters from being re-split at each length.
 _FENCE = re.compile(
-    r"^[ \t]*```[ \t]*(?P<lang>[\w+.-]*)[^\n]*\n(?P<code>.*?)(?:^[ \t]*```|\Z)",
+    r"^[ \t]*```[ \t]*+(?P<lang>[\w+.-]*+)[^\n]*\n(?P<code>.*?)(?:^[ \t]*```|\Z)",
     re.MULTILINE | re.DOTALL,
 )
 _PYTHON_TAGS = frozenset({"", "python", "python3", "py", "py3"})
