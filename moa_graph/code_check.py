@@ -28,8 +28,10 @@ client sends. The cut falls at a line break, so no example is read half.
 # Prompts come from clients, so reading one takes time linear in its length. Python's
 # `re` backtracks, so each pattern here is written to never go back more than a bounded
 # way: possessive quantifiers (`*+`, `?+`) keep what they matched, and the one `.*` that
-# gives characters back (a call's arguments) stays within its line. They match exactly
-# what they did before these marks. A linear-time engine (google-re2) would add a native
+# gives characters back (a call's arguments) stays within its line. (`_IMPORT` and
+# `_DELIMITER` need no marks: the next character rules out at once what they give back.)
+# They find what the plain patterns found, except a lone space at the very end of a
+# prompt as a call's value. A linear-time engine (google-re2) would add a native
 # dependency and still not cover doctest's own parser, whose patterns are quadratic on
 # crafted text, so `_doctests` reads examples line by line instead.
 _BLOCK = re.compile(
@@ -95,8 +97,9 @@ def _doctests(prompt: str) -> list[tuple[str, str]]:
 
     They are what :class:`doctest.DocTestParser` finds, read one line at a time (two of
     its patterns take quadratic time on crafted text): none when an example is
-    malformed (no space after ``>>>``, a line indented less than its ``>>>``, an
-    unknown option directive). One difference: a directive must be on one line.
+    malformed (no space after ``>>>``, a continuation or output line not indented like
+    its ``>>>``, an unknown option directive). One difference: a directive must be on
+    one line.
     """
     if ">>>" not in prompt:
         return []

@@ -267,7 +267,8 @@ def test_only_the_start_of_a_long_prompt_is_searched() -> None:
 
 ATTACK = ">>> f()  # doctest: +BOGUS\nTraceback (most recent call last):\n"
 
-# Each pattern's worst cases for the old parsers, as a function of the prompt's size.
+# Each pattern's worst cases, as a function of the prompt's size. On 20 KB the old parsers
+# took 0.4-2.8 s on the first three and the eighth (quadratic), 2 s on the ninth at 100 KB.
 CRAFTED: dict[str, Callable[[int], str]] = {
     "blank lines then f(": lambda n: "\n" * (n - 2) + "f(",
     "f()== x then spaces": lambda n: "f()== x" + " " * (n - 8) + "y",
@@ -302,34 +303,33 @@ def test_crafted_prompts_parse_in_linear_time(craft: Callable[[int], str], size:
         code_check._IMPORT.findall(code_blocks(prompt))  # the prompt's imports
         code_blocks(prompt)  # as a proposal
 
-    assert _cpu_seconds(parse) < 1.0  # the old parsers took minutes on most of these
+    assert _cpu_seconds(parse) < 1.0  # the old parsers took seconds to hours on five of these
 
 
-def _examples_free(craft: Callable[[int], str]) -> bool:
-    return all(prompt_examples(craft(size)) == [] for size in SIZES[1:])
-
-
-# Those that hold no examples once read, so no proposal runs in the sandbox.
-NO_EXAMPLES = {name: craft for name, craft in CRAFTED.items() if _examples_free(craft)}
+# The crafted prompts that hold no examples, so no proposal runs in the sandbox.
+NO_EXAMPLES = [
+    name for name in CRAFTED if name not in {"lines of calls with no value", "many examples"}
+]
 CODE = ["```python\ndef f(x):\n    return x\n```", "```python\ndef f(x):\n    return +x\n```"]
 
 
 @pytest.mark.parametrize("size", SIZES[1:])
-@pytest.mark.parametrize("craft", NO_EXAMPLES.values(), ids=NO_EXAMPLES.keys())
+@pytest.mark.parametrize("name", NO_EXAMPLES)
 def test_a_crafted_prompt_does_not_hold_up_a_run(
-    fake_model, monkeypatch: pytest.MonkeyPatch, craft: Callable[[int], str], size: int
+    fake_model, monkeypatch: pytest.MonkeyPatch, name: str, size: int
 ) -> None:
+    prompt = CRAFTED[name](size)
+    assert prompt_examples(prompt) == []
     read: list[int] = []
 
-    def reading(prompt: str) -> list[tuple[str, str]]:
-        read.append(len(prompt))
-        return prompt_examples(prompt)
+    def reading(text: str) -> list[tuple[str, str]]:
+        read.append(len(text))
+        return prompt_examples(text)
 
     monkeypatch.setattr(code_check, "prompt_examples", reading)
     proposers = [fake_model(f"p{i}", reply=lambda m, msgs, c=c: c) for i, c in enumerate(CODE)]
     config = {"layers": [proposers], "aggregator": fake_model("agg"), "aggregation": "consensus"}
     graph = create_moa({**config, "check_code": True}).compile()
-    prompt = craft(size)
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -338,10 +338,6 @@ def test_a_crafted_prompt_does_not_hold_up_a_run(
     assert _cpu_seconds(run) < 1.0
     assert read == [len(prompt)]  # the code check read the prompt's examples
     assert result["messages"][-1].response_metadata["moa_strategy"] == "similarity"
-
-
-def test_the_done_when_prompts_are_covered() -> None:
-    assert {"blank lines then f(", "f()== x then spaces", "a fence then spaces"} <= set(NO_EXAMPLES)
 
 
 # Model text read on the request path: stated answers, votes, kinds, HumanEval's code.
