@@ -82,16 +82,17 @@ def serve_command(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
     api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     max_concurrent: MaxConcurrentOption = 4,
     max_body_bytes: MaxBodyBytesOption = 1_000_000,
     body_timeout: BodyTimeoutOption = 30.0,
     checkpoint: CheckpointOption = None,
-    api_key_file: ApiKeyFileOption = None,
     allow_host: AllowHostOption = None,
     allow_origin: AllowOriginOption = None,
 ) -> None:
     """Serve Mixture-of-Agents presets behind an OpenAI-compatible API."""
     from moa_graph.errors import ConfigError
+    from moa_graph.secrets import register_value
 
     try:
         from moa_graph.server import check_bind, serve, served_configs
@@ -100,6 +101,8 @@ def serve_command(
         raise ConfigError(f"moa serve needs {error.name}: pip install 'moa-graph[serve]'") from None
 
     api_key = _api_key(api_key, api_key_file)
+    if api_key:
+        register_value(api_key)  # redacted wherever MOA_API_KEY's value would be
     check_bind(host, api_key)
     allowed_hosts(host, port, allow_host or ())
     check_origins(allow_origin or ())

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from moa_graph.cli import app
 from moa_graph.errors import ConfigError
+from tests.fault_server import UNAUTHORIZED, fault_server
 from tests.openai_server import FakeOpenAIServer, serve
 from tests.server_process import ServedMoA, free_port, moa_serve, serve_command
 
@@ -295,6 +296,34 @@ def test_the_key_comes_from_a_file(setup: Setup, tmp_path: Path) -> None:
     with moa_serve(args, log=tmp_path / "serve.log") as served:
         _served_with_key(setup, served, API_KEY)
     assert "warning" not in served.log_text()
+
+
+def test_a_key_from_a_file_is_redacted_like_one_from_the_environment(tmp_path: Path) -> None:
+    """An upstream that quotes the server's key has it redacted, in the answer and the log."""
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY)
+    with fault_server({"alpha": {1: UNAUTHORIZED}}) as upstream:
+        upstream.fault_message = f"Incorrect API key provided: {API_KEY}"
+        config = tmp_path / "moa.yaml"
+        agent = {"base_url": upstream.url, "max_retries": 0}
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "fake-moa",
+                    "layers": [[{"model": "openai:alpha", **agent}]],
+                    "aggregator": {"model": "openai:gamma", **agent},
+                }
+            )
+        )
+        args = ["--config", str(config), "--api-key-file", str(key_file)]
+        with moa_serve(args, log=tmp_path / "serve.log") as served:
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            reply = httpx.post(f"{served.url}/chat/completions", json=QUESTION, headers=headers)
+        assert upstream.calls["alpha"] == 1
+    assert reply.status_code == 502
+    assert "Incorrect API key provided: [redacted]" in reply.json()["error"]["message"]
+    assert API_KEY not in reply.text
+    assert API_KEY not in served.log_text() and "[redacted]" in served.log_text()
 
 
 def test_a_key_on_the_command_line_works_with_a_warning(setup: Setup, tmp_path: Path) -> None:
