@@ -232,6 +232,7 @@ def test_an_allowed_origin_gets_its_preflight_answered(setup: Setup) -> None:
     assert response.headers["access-control-allow-origin"] == UI
     assert response.headers["access-control-allow-methods"] == "GET, POST"
     assert response.headers["access-control-allow-headers"] == asked
+    assert response.headers["access-control-max-age"] == "600"
     assert "Origin" in response.headers["vary"]
     assert "access-control-allow-credentials" not in response.headers
     # Chrome asks before a public page's request reaches a private address.
