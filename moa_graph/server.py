@@ -123,7 +123,9 @@ def create_app(
         checkpointer: When set, each request runs on a fresh thread id, returned
             in the ``X-MoA-Thread-Id`` header.
         hosts: The ``Host`` values answered, each ``NAME`` (any port) or
-            ``NAME:PORT``; any other is answered 421 (see :func:`allowed_hosts`).
+            ``NAME:PORT``; any other is answered 421. The default is the loopback
+            names on any port; ``serve`` gives its address and port (see
+            :func:`moa_graph.server_guard.allowed_hosts`).
         origins: The web origins (``scheme://host[:port]``) whose pages may call
             the server, with CORS; a request from any other origin is answered 403.
 

@@ -24,7 +24,9 @@ import yaml
 from typer.testing import CliRunner
 
 from moa_graph.cli import app
+from moa_graph.config_files import load_config
 from moa_graph.errors import ConfigError
+from moa_graph.server import create_app
 from tests.fault_server import UNAUTHORIZED, fault_server
 from tests.openai_server import FakeOpenAIServer, serve
 from tests.server_process import ServedMoA, free_port, moa_serve, serve_command
@@ -222,6 +224,19 @@ def test_an_allowed_host_is_answered_on_any_port_and_health_stays_up(setup: Setu
         headers = {"Host": host.format(port=setup.port)}
         assert httpx.get(f"{setup.moa.url}/models", headers=headers).status_code == 200
     assert httpx.get(_url(setup, "health")).json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "status"),
+    [("http://localhost:1234", 200), ("http://[::1]", 200), ("http://moa.test", 421)],
+)
+async def test_the_app_answers_only_loopback_names_by_default(
+    setup: Setup, base_url: str, status: int
+) -> None:
+    app = create_app({"fake-moa": load_config(setup.config)})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        assert (await client.get("/health")).status_code == status
 
 
 def test_an_allowed_origin_gets_its_preflight_answered(setup: Setup) -> None:
