@@ -21,12 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from starlette.datastructures import Headers
 from typer.testing import CliRunner
 
 from moa_graph.cli import app
 from moa_graph.config_files import load_config
 from moa_graph.errors import ConfigError
 from moa_graph.server import create_app
+from moa_graph.server_guard import ClientGuard, allowed_hosts, guard_middleware
 from tests.fault_server import UNAUTHORIZED, fault_server
 from tests.openai_server import FakeOpenAIServer, serve
 from tests.server_process import ServedMoA, free_port, moa_serve, serve_command
@@ -237,6 +239,24 @@ async def test_the_app_answers_only_loopback_names_by_default(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         assert (await client.get("/health")).status_code == status
+
+
+def test_the_bound_address_and_loopback_names_are_answered_on_its_port() -> None:
+    assert allowed_hosts("::1", 8000, ["moa.lan", "10.0.0.2:9000"]) == [
+        "[::1]:8000",
+        "localhost:8000",
+        "127.0.0.1:8000",
+        "moa.lan",
+        "10.0.0.2:9000",
+    ]
+    hosts = allowed_hosts("0.0.0.0", 80, ["moa.lan", "10.0.0.2:9000"])
+    guard = guard_middleware(hosts, origins=())[0]
+    assert guard.cls is ClientGuard
+    client = ClientGuard(create_app({}), **guard.kwargs)
+    answered = ["0.0.0.0", "localhost", "LOCALHOST:80", "[::1]:80", "moa.lan:1", "10.0.0.2:9000"]
+    refused = ["localhost:8000", "10.0.0.2", "10.0.0.2:90000", "moa.lan:", "[::1", "a b", ""]
+    assert [h for h in answered if client.refusal(Headers({"host": h}))] == []
+    assert [h for h in refused if not client.refusal(Headers({"host": h}))] == []
 
 
 def test_an_allowed_origin_gets_its_preflight_answered(setup: Setup) -> None:
