@@ -28,11 +28,22 @@ def register(*env_names: str) -> None:
         _names.update(env_names)
 
 
+_values: set[str] = set()
+"""Secrets given by value: keys read from a file rather than the environment."""
+
+
+def register_value(value: str) -> None:
+    """Treat ``value`` as a secret from now on, as a key variable's value is."""
+    with _names_lock:
+        _values.add(value)
+
+
 def secret_values() -> list[str]:
     """Return the secret values set now, longest first (so none is cut by another)."""
     with _names_lock:
         names = list(_names)
-    values = {os.environ.get(name, "") for name in names}
+        values = set(_values)
+    values |= {os.environ.get(name, "") for name in names}
     return sorted((v for v in values if len(v) >= _MIN_LENGTH), key=len, reverse=True)
 
 

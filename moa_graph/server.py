@@ -5,19 +5,21 @@ reused by every request. ``POST /v1/chat/completions`` runs it (streamed or not)
 ``GET /v1/models`` lists the served models, errors use the OpenAI error format.
 
 Safety: the server binds 127.0.0.1 unless told otherwise, refuses any other address
-without an API key, limits body size and concurrent runs, and never repeats a key.
+without an API key, answers only its own clients (never a web page: see
+``server_guard``), limits body size and concurrent runs, and never repeats a key.
 
 This module builds and serves the app; its parts are the served models
 (``server_models``), the endpoints and their limits (``server_endpoints``), one
 request's run (``server_runs``), the streamed answer and clients that go away
-(``server_streams``), and the errors answered (``server_errors``).
+(``server_streams``), the errors answered (``server_errors``), and the clients let
+in (``server_guard``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -34,6 +36,7 @@ from moa_graph.openai_api import error_json
 from moa_graph.secrets import RedactingFilter
 from moa_graph.server_endpoints import Endpoints
 from moa_graph.server_errors import APIError, ClientGone
+from moa_graph.server_guard import LOOPBACK_HOSTS, allowed_hosts, guard_middleware
 from moa_graph.server_models import ServedModel
 
 # Re-exported: ``moa serve`` and users import these from here.
@@ -70,8 +73,8 @@ def check_bind(host: str, api_key: str | None) -> None:
     """
     if not is_loopback(host) and not api_key:
         raise ConfigError(
-            f"refusing to listen on {host} without an API key: set --api-key "
-            "(or MOA_API_KEY), or bind 127.0.0.1"
+            f"refusing to listen on {host} without an API key: set MOA_API_KEY "
+            "(or --api-key-file), or bind 127.0.0.1"
         )
 
 
@@ -101,6 +104,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    hosts: Collection[str] = LOOPBACK_HOSTS,
+    origins: Collection[str] = (),
 ) -> Starlette:
     """Build the ASGI app serving ``configs`` under their names.
 
@@ -117,13 +122,21 @@ def create_app(
             slower one is answered 408.
         checkpointer: When set, each request runs on a fresh thread id, returned
             in the ``X-MoA-Thread-Id`` header.
+        hosts: The ``Host`` values answered, each ``NAME`` (any port) or
+            ``NAME:PORT``; any other is answered 421. The default is the loopback
+            names on any port; ``serve`` gives its address and port (see
+            :func:`moa_graph.server_guard.allowed_hosts`).
+        origins: The web origins (``scheme://host[:port]``) whose pages may call
+            the server, with CORS; a request from any other origin is answered 403.
 
     Returns:
         A Starlette app; run it with any ASGI server.
 
     Raises:
-        ConfigError: A config is invalid or one of its models cannot be resolved.
+        ConfigError: A config is invalid or one of its models cannot be resolved,
+            or a host or origin is malformed.
     """
+    middleware = guard_middleware(hosts, origins)
     if max_concurrent < 1 or max_body_bytes < 1:
         raise ConfigError("max_concurrent and max_body_bytes must be at least 1")
     if not body_timeout_s > 0:
@@ -136,7 +149,9 @@ def create_app(
         max_body_bytes=max_body_bytes,
         body_timeout_s=body_timeout_s,
     )
-    return Starlette(routes=endpoints.routes(), exception_handlers=_ERROR_HANDLERS)
+    return Starlette(
+        routes=endpoints.routes(), middleware=middleware, exception_handlers=_ERROR_HANDLERS
+    )
 
 
 async def serve(
@@ -149,6 +164,8 @@ async def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     checkpoint: str | None = None,
+    allow_hosts: Sequence[str] = (),
+    allow_origins: Sequence[str] = (),
 ) -> None:
     """Serve ``configs`` over HTTP until interrupted.
 
@@ -162,14 +179,18 @@ async def serve(
         body_timeout_s: Seconds a client may take to send its request body.
         checkpoint: ``sqlite:PATH`` (or just a path), or a ``postgresql://`` URL:
             run each request on its own thread id in that checkpoint store.
+        allow_hosts: ``Host`` values answered besides ``host:port`` and the
+            loopback names on ``port``: ``NAME`` (any port) or ``NAME:PORT``.
+        allow_origins: Web origins whose pages may call the server.
 
     Raises:
-        ConfigError: The bind is refused, PostgreSQL support is not installed, or
-            a config cannot be built.
+        ConfigError: The bind is refused, PostgreSQL support is not installed, a
+            host or origin is malformed, or a config cannot be built.
     """
     import uvicorn
 
     check_bind(host, api_key)
+    hosts = allowed_hosts(host, port, allow_hosts)
     opened: AbstractAsyncContextManager[BaseCheckpointSaver[Any] | None] = (
         nullcontext(None)
         if checkpoint is None
@@ -183,6 +204,8 @@ async def serve(
             max_body_bytes=max_body_bytes,
             body_timeout_s=body_timeout_s,
             checkpointer=checkpointer,
+            hosts=hosts,
+            origins=allow_origins,
         )
         _log.info("serving %s on %s:%s", ", ".join(configs), host, port)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", server_header=False)

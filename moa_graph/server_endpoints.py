@@ -121,10 +121,19 @@ class Endpoints:
         """Read and validate a chat completion request.
 
         Raises:
-            APIError: 413 for a body over the limit, 408 for one that does not
-                arrive in time, 400 for one that is not a valid request.
+            APIError: 415 for a body not sent as JSON (as a web form or a
+                preflight-free cross-origin request is), 413 for a body over the
+                limit, 408 for one that does not arrive in time, 400 for one that is
+                not a valid request.
             ClientGone: The client went away while sending it.
         """
+        media_type = request.headers.get("content-type", "").partition(";")[0]
+        if media_type.strip().lower() != "application/json":
+            raise APIError(
+                415,
+                "the request body must be sent as 'Content-Type: application/json'",
+                code="unsupported_media_type",
+            )
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             raise self.too_large()

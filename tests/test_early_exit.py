@@ -444,7 +444,7 @@ async def test_moa_serve_answers_with_the_agreed_proposal_and_its_usage(staged) 
     config, models = staged(AGREE)
     app = create_app({"ee": config})
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         body = {
             "model": "ee",
             "messages": [{"role": "user", "content": "Q?"}],

@@ -283,7 +283,7 @@ def test_bad_request_is_400(
 
 
 def test_malformed_json_is_400_and_unknown_route_404(setup: Setup) -> None:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     response = httpx.post(f"{setup.moa.url}/chat/completions", content=b"{", headers=headers)
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "the request body is not valid JSON"

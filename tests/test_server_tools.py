@@ -425,7 +425,7 @@ def in_process(
 ) -> Callable[[MoAConfig], httpx.AsyncClient]:
     def client(config: MoAConfig) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=create_app({"m": config}))
-        return httpx.AsyncClient(transport=transport, base_url="http://moa")
+        return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
     return client
 
