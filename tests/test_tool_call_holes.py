@@ -205,8 +205,8 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(server)
 
 
-# The aggregator streams its call when its tokens are timed (the default), and asks
-# for it whole when every limit is the same.
+# The aggregator streams its call when its tokens are timed (the default), and an
+# async run asks for it whole when every limit is the same.
 WHOLE = {"timeout_s": 60, "first_token_timeout_s": 60, "idle_timeout_s": 60}
 
 
@@ -235,13 +235,13 @@ CUT_OFF_SAYS = (
     ],
     ids=["cut-off-streamed", "cut-off-whole", "array-streamed", "array-whole"],
 )
-def test_chat_moa_refuses_the_same_calls(
+async def test_chat_moa_refuses_the_same_calls(
     upstream: Upstream, settings: dict[str, Any], answer: Answer, says: str
 ) -> None:
     upstream.answer = answer
     model = ChatMoA(_config(upstream.server.url, **settings)).bind_tools([SHELL])
     with pytest.raises(ModelCallError) as caught:
-        model.invoke("Clean the build folder.")
+        await model.ainvoke("Clean the build folder.")
     first_line = str(caught.value).splitlines()[0]
     assert first_line == f"aggregator 'gamma' failed: openai:gamma: ToolCallError: {says}"
     assert upstream.aggregator_calls() == 1
