@@ -33,7 +33,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, ValidationError
 
 from moa_graph import structured_output
-from moa_graph.config import MoAConfig
+from moa_graph.config import MoAConfig, describe_validation_error
 from moa_graph.errors import StructuredOutputError
 from moa_graph.factory import create_moa, resolve_config
 from moa_graph.plan import AGGREGATOR_TAG, RunOptions
@@ -251,7 +251,7 @@ def _with_validated(
             return result
         try:
             return {**result, "parsed": validate(result["parsed"])}
-        except (OutputParserException, ValidationError) as error:
+        except (structured_output.InvalidAnswer, ValidationError) as error:
             return {**result, "parsed": None, "parsing_error": error}
 
     return check
@@ -259,7 +259,7 @@ def _with_validated(
 
 def _validated(parsed: Runnable[Any, Any], name: str, attempts: int) -> Runnable[Any, Any]:
     """Return ``parsed`` retried on invalid answers, failing with one clear error."""
-    failures = (OutputParserException, ValidationError)
+    failures = (OutputParserException, ValidationError, structured_output.InvalidAnswer)
     retrying = parsed.with_retry(
         retry_if_exception_type=failures,
         stop_after_attempt=attempts,
@@ -267,7 +267,10 @@ def _validated(parsed: Runnable[Any, Any], name: str, attempts: int) -> Runnable
     )
 
     def failed(error: Exception) -> StructuredOutputError:
-        reason = " ".join(str(error).split())[:300]
+        if isinstance(error, ValidationError):
+            reason = describe_validation_error(error)[:300]
+        else:
+            reason = " ".join(str(error).split())[:300]
         return StructuredOutputError(
             f"the MoA's answer did not validate as {name} after {attempts} attempts: {reason}"
         )

@@ -18,14 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.exceptions import OutputParserException
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, PydanticUserError, TypeAdapter
 from typing_extensions import is_typeddict
 
 Validator = Callable[[Any], Any]
 """Returns a parsed answer validated (converted where the schema says), or raises
-``pydantic.ValidationError`` or ``OutputParserException``."""
+``pydantic.ValidationError`` or :class:`InvalidAnswer`."""
+
+
+class InvalidAnswer(ValueError):
+    """An answer that does not fit its JSON schema; the message says where and why."""
 
 
 def validator(schema: dict[str, Any] | type) -> Validator:
@@ -68,6 +71,6 @@ def _json_schema_validator(schema: dict[str, Any] | type) -> Validator:
         if error is None:
             return value
         where = ".".join(str(part) for part in error.absolute_path)
-        raise OutputParserException(f"{where}: {error.message}" if where else error.message)
+        raise InvalidAnswer(f"{where}: {error.message}" if where else error.message)
 
     return validate
