@@ -16,9 +16,11 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from langchain_core.messages import AIMessage
 
 from moa_graph.chat_model import ChatMoA
 from moa_graph.errors import ModelCallError
+from moa_graph.replies import ToolCallError, checked
 from tests import tool_replies
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
 from tests.server_process import ServedMoA, moa_serve
@@ -247,3 +249,25 @@ async def test_chat_moa_refuses_the_same_calls(
     assert upstream.aggregator_calls() == 1
     (call,) = [r for r in upstream.server.requests if r["model"] == "gamma"]
     assert bool(call.get("stream")) == (settings != WHOLE)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"stop_reason": "max_tokens"}, "stop_reason 'max_tokens'"),  # Anthropic
+        ({"done_reason": "length"}, "done_reason 'length'"),  # Ollama
+        ({"finish_reason": "MAX_TOKENS"}, "finish_reason 'MAX_TOKENS'"),  # Google
+    ],
+)
+def test_other_providers_token_limits_cut_a_call_off(metadata: dict[str, str], reason: str) -> None:
+    call = {"name": "run_shell", "args": {"command": "ls"}, "id": "c1", "type": "tool_call"}
+    reply = AIMessage("", tool_calls=[call], response_metadata=metadata)  # type: ignore[list-item]
+    with pytest.raises(ToolCallError) as caught:
+        checked(reply)
+    assert str(caught.value) == (
+        f"the call of tool 'run_shell' was cut off at the token limit ({reason}), "
+        "so it is not a tool call; raise the agent's max_tokens"
+    )
+    # Text cut off at the limit is still an answer, as the provider says it is.
+    text = AIMessage("a long answer", response_metadata=metadata)
+    assert checked(text).text == "a long answer"
