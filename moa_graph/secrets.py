@@ -7,7 +7,7 @@ key variable moa-graph knows of, wherever such text is about to leave a call:
 error messages (:func:`moa_graph.reliability.describe`, so proposals, checkpoints,
 HTTP error bodies and command-line errors) and log records (:class:`RedactingFilter`).
 A model may echo a key too (it was in its prompt, or a provider misbehaves): each
-reply is redacted as it arrives (:func:`redact_data`, in :mod:`moa_graph.reliability`),
+reply is redacted as it arrives (:func:`redact_data`, in :mod:`moa_graph.replies`),
 before it becomes a proposal, another agent's reference or the answer, and a streamed
 answer through a :class:`StreamRedactor`, which holds back a piece that may be the start
 of a key until the next piece tells.

@@ -56,7 +56,7 @@ def _as_is(value: Any) -> Any:
 
 def _json_schema_validator(schema: dict[str, Any] | type) -> Validator:
     """Return a validator by the JSON schema of the tool the aggregator is given."""
-    import jsonschema  # 0.15 s to import: only for the schemas that need it
+    import jsonschema  # 0.14 s to import (python -X importtime): only when needed
 
     parameters = convert_to_openai_tool(schema)["function"].get("parameters") or {}
     checker_class = jsonschema.validators.validator_for(parameters)
