@@ -118,6 +118,7 @@ def checked(reply: AIMessage, streamed: StreamedCalls | None = None) -> AIMessag
         update={
             "content": redact_data(reply.content),
             "tool_calls": redact_data(reply.tool_calls),
+            "invalid_tool_calls": redact_data(reply.invalid_tool_calls),
             "additional_kwargs": redact_data(reply.additional_kwargs),
         }
     )
