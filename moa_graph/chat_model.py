@@ -32,10 +32,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, ValidationError
 
-from moa_graph.config import MoAConfig
+from moa_graph import structured_output
+from moa_graph.config import MoAConfig, describe_validation_error
 from moa_graph.errors import StructuredOutputError
 from moa_graph.factory import create_moa, resolve_config
 from moa_graph.plan import AGGREGATOR_TAG, RunOptions
+from moa_graph.secrets import StreamRedactor
 from moa_graph.streaming import Finished, Token, stream_moa
 
 ToolLike = dict[str, Any] | type | Callable[..., Any] | BaseTool
@@ -106,20 +108,31 @@ class ChatMoA(BaseChatModel):
 
         The aggregator answers by calling the schema as a tool; an answer that does
         not validate is asked for again, up to ``attempts`` runs of the mixture.
+        Every kind of schema is validated (see :mod:`moa_graph.structured_output`).
 
         Args:
             schema: A pydantic model, a TypedDict or a JSON schema.
-            include_raw: Return the raw message and any parsing error too (no retries).
-            attempts: Runs of the mixture before giving up.
+            include_raw: Return the raw message and any parsing error too (no retries);
+                an answer that does not validate is ``parsed: None`` with its error.
+            attempts: Runs of the mixture before giving up (1 or more).
             **kwargs: Passed to LangChain's ``with_structured_output``.
 
         Raises:
+            ValueError: ``attempts`` is below 1, or ``schema`` is an invalid JSON schema.
             StructuredOutputError: (when invoked) no valid answer after ``attempts``.
         """
+        if attempts < 1:
+            raise ValueError(f"attempts must be 1 or more, not {attempts}")
         parsed = super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        validate = structured_output.validator(schema)
         if include_raw:
-            return parsed
-        return _validated(parsed | RunnableLambda(_present), _schema_name(schema), attempts)
+            checked: Runnable[Any, Any] = RunnableLambda(_with_validated(validate))
+            return parsed | checked
+        return _validated(
+            parsed | RunnableLambda(_present) | RunnableLambda(validate),
+            _schema_name(schema),
+            attempts,
+        )
 
     def _options(self, kwargs: dict[str, Any]) -> RunOptions:
         tools = kwargs.get("tools")
@@ -169,15 +182,19 @@ class ChatMoA(BaseChatModel):
             stream_mode=["messages", "values"],
         )
         state: dict[str, Any] = {}
+        redactor = StreamRedactor()
         for mode, payload in parts:
             if mode == "values":
                 state = payload
-            elif (text := _aggregator_text(payload)) and self._streams_answer(kwargs):
+                continue
+            text = redactor.feed(_aggregator_text(payload))
+            if text and self._streams_answer(kwargs):
                 streamed += text
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                 if run_manager:
                     run_manager.on_llm_new_token(text, chunk=chunk)
                 yield chunk
+        # What the redactor still holds is the answer's end: the last chunk has it.
         yield _last_chunk(_answer(state), streamed)
 
     async def _astream(
@@ -220,9 +237,29 @@ def _present(value: Any) -> Any:
     return value
 
 
+def _with_validated(
+    validate: structured_output.Validator,
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Return what validates the ``parsed`` of an ``include_raw`` result.
+
+    An answer that does not validate is reported as LangChain reports one it cannot
+    parse: ``parsed`` None and the error in ``parsing_error``.
+    """
+
+    def check(result: dict[str, Any]) -> dict[str, Any]:
+        if result.get("parsing_error") is not None or result.get("parsed") is None:
+            return result
+        try:
+            return {**result, "parsed": validate(result["parsed"])}
+        except (structured_output.InvalidAnswer, ValidationError) as error:
+            return {**result, "parsed": None, "parsing_error": error}
+
+    return check
+
+
 def _validated(parsed: Runnable[Any, Any], name: str, attempts: int) -> Runnable[Any, Any]:
     """Return ``parsed`` retried on invalid answers, failing with one clear error."""
-    failures = (OutputParserException, ValidationError)
+    failures = (OutputParserException, ValidationError, structured_output.InvalidAnswer)
     retrying = parsed.with_retry(
         retry_if_exception_type=failures,
         stop_after_attempt=attempts,
@@ -230,7 +267,10 @@ def _validated(parsed: Runnable[Any, Any], name: str, attempts: int) -> Runnable
     )
 
     def failed(error: Exception) -> StructuredOutputError:
-        reason = " ".join(str(error).split())[:300]
+        if isinstance(error, ValidationError):
+            reason = describe_validation_error(error)[:300]
+        else:
+            reason = " ".join(str(error).split())[:300]
         return StructuredOutputError(
             f"the MoA's answer did not validate as {name} after {attempts} attempts: {reason}"
         )

@@ -34,6 +34,7 @@ from tenacity import (
     retry_if_exception,
 )
 
+from moa_graph import replies
 from moa_graph.errors import ModelCallError, StreamInterruptedError
 from moa_graph.failures import EmptyReplyError, describe, is_transient, retry_after
 
@@ -210,24 +211,27 @@ def _streaming(model: Runnable[Any, Any], *, stream: bool = True) -> dict[str, A
     return {"stream": True}
 
 
-def _checked(reply: Any) -> AIMessage:
+def _checked(reply: Any, streamed: replies.StreamedCalls) -> AIMessage:
+    """Return the reply as :func:`moa_graph.replies.checked` does, refusing an empty one."""
     if not isinstance(reply, AIMessage):
         raise TypeError(f"a chat model returned {type(reply).__name__}, not an AIMessage")
-    if not reply.text.strip() and not reply.tool_calls:
+    checked = replies.checked(reply, streamed)
+    if not checked.text.strip() and not checked.tool_calls:
         raise EmptyReplyError("the model returned an empty reply")
-    return reply
+    return checked
 
 
-def _with_handler(
-    config: RunnableConfig, merged: RunnableConfig, handler: _Progress
+def _with_handlers(
+    config: RunnableConfig, merged: RunnableConfig, *handlers: BaseCallbackHandler
 ) -> RunnableConfig:
-    """Return ``config`` with the caller's callbacks (from ``merged``) and ``handler``."""
+    """Return ``config`` with the caller's callbacks (from ``merged``) and ``handlers``."""
     callbacks = merged.get("callbacks")
     if isinstance(callbacks, BaseCallbackManager):
         callbacks = callbacks.copy()
-        callbacks.add_handler(handler, inherit=False)
+        for handler in handlers:
+            callbacks.add_handler(handler, inherit=False)
     else:
-        callbacks = [*(callbacks or []), handler]
+        callbacks = [*(callbacks or []), *handlers]
     return {**config, "callbacks": callbacks}
 
 
@@ -298,13 +302,13 @@ async def acall(request: Call, *, deadline: float | None = None) -> AIMessage:
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
-        progress = _Progress(policy, deadline, sync=False)
-        config = _with_handler(request.config, merged, progress)
+        progress, streamed = _Progress(policy, deadline, sync=False), replies.StreamedCalls()
+        config = _with_handlers(request.config, merged, progress, streamed)
         call = request.model.ainvoke(list(request.messages), config, **arguments)
         try:
-            return _checked(await _watch(asyncio.ensure_future(call), progress))
+            return _checked(await _watch(asyncio.ensure_future(call), progress), streamed)
         except Exception as error:
-            raise _broken(error, progress, visible) from error
+            raise _broken(replies.explained(error), progress, visible) from error
 
     try:
         reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
@@ -330,14 +334,14 @@ def call(request: Call, *, deadline: float | None = None) -> AIMessage:
     def attempt() -> AIMessage:
         if request.policy.rate_limiter:
             request.policy.rate_limiter.acquire()
-        progress = _Progress(request.policy, deadline, sync=True)
-        config = _with_handler(request.config, merged, progress)
+        progress, streamed = _Progress(request.policy, deadline, sync=True), replies.StreamedCalls()
+        config = _with_handlers(request.config, merged, progress, streamed)
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
             reply = request.model.invoke(list(request.messages), config, **arguments)
-            return _checked(reply)
+            return _checked(reply, streamed)
         except Exception as error:
-            raise _broken(error, progress, visible) from error
+            raise _broken(replies.explained(error), progress, visible) from error
 
     try:
         return _retrying(request.policy, Retrying)(attempt)  # type: ignore[no-any-return]

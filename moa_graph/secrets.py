@@ -6,6 +6,11 @@ masked key and other servers quote more; :func:`redact` replaces the value of ev
 key variable moa-graph knows of, wherever such text is about to leave a call:
 error messages (:func:`moa_graph.reliability.describe`, so proposals, checkpoints,
 HTTP error bodies and command-line errors) and log records (:class:`RedactingFilter`).
+A model may echo a key too (it was in its prompt, or a provider misbehaves): each
+reply is redacted as it arrives (:func:`redact_data`, in :mod:`moa_graph.replies`),
+before it becomes a proposal, another agent's reference or the answer, and a streamed
+answer through a :class:`StreamRedactor`, which holds back a piece that may be the start
+of a key until the next piece tells.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any, TypeVar
 
 REDACTED = "[redacted]"
 """What a secret value is replaced with."""
@@ -20,6 +26,7 @@ REDACTED = "[redacted]"
 _MIN_LENGTH = 6  # shorter values ("x", "local") would redact ordinary words
 _names = {"MOA_API_KEY"}
 _names_lock = threading.Lock()
+_T = TypeVar("_T")
 
 
 def register(*env_names: str) -> None:
@@ -52,6 +59,71 @@ def redact(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, REDACTED)
     return text
+
+
+def redact_data(value: _T) -> _T:
+    """Return ``value`` with secrets redacted from every string in it, keys too.
+
+    Strings, lists, tuples and dicts are rebuilt (redacted); other values are kept.
+    """
+    values = secret_values()
+    redacted: _T = _redacted(value, values) if values else value
+    return redacted
+
+
+def _redacted(value: Any, values: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in values:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {_redacted(k, values): _redacted(v, values) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(item, values) for item in value)
+    return value
+
+
+class StreamRedactor:
+    """Redacts secrets from text that arrives in pieces, such as a streamed answer.
+
+    A secret may be split across pieces: the end of a piece that could be the
+    start of a secret is held back until the next piece (or :meth:`flush`) tells.
+    The secrets are those set when the redactor is made.
+
+    Example:
+        >>> redactor = StreamRedactor()
+        >>> text = redactor.feed("a piece") + redactor.feed(" and the next") + redactor.flush()
+    """
+
+    def __init__(self) -> None:
+        self._values = secret_values()
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """Return the text of ``piece`` (and what was held) that can go out now."""
+        if not self._values:
+            return piece
+        text: str = _redacted(self._held + piece, self._values)
+        cut = len(text) - self._open_end(text)
+        self._held = text[cut:]
+        return text[:cut]
+
+    def flush(self) -> str:
+        """Return what is held back: the text has ended, so it is no secret."""
+        held, self._held = self._held, ""
+        return held
+
+    def _open_end(self, text: str) -> int:
+        """Return the length of the longest end of ``text`` that starts a secret."""
+        longest = 0
+        for secret in self._values:
+            start = max(len(text) - len(secret) + 1, 0)
+            while (start := text.find(secret[0], start)) != -1:
+                if secret.startswith(text[start:]):
+                    longest = max(longest, len(text) - start)
+                    break
+                start += 1
+        return longest
 
 
 class RedactingFilter(logging.Filter):

@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Durability
 
 from moa_graph.graph import AGGREGATOR_TAG
+from moa_graph.secrets import StreamRedactor
 from moa_graph.state import ProgressEvent
 
 
@@ -64,9 +65,12 @@ async def stream_moa(
 
     Yields:
         :class:`Progress` and :class:`Token` events as they happen, then one
-        :class:`Finished` with the final state.
+        :class:`Finished` with the final state. Secret values are redacted from the
+        tokens (:class:`~moa_graph.secrets.StreamRedactor`): a token that may start
+        one goes out with the next.
     """
     state: dict[str, Any] = {}
+    redactor = StreamRedactor()
     parts: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
         graph_input,
         config,
@@ -83,8 +87,11 @@ async def stream_moa(
                 isinstance(chunk, AIMessageChunk)
                 and AGGREGATOR_TAG in metadata.get("tags", ())
                 and chunk.text
+                and (text := redactor.feed(chunk.text))
             ):
-                yield Token(chunk.text)
+                yield Token(text)
         else:
             state = payload
+    if rest := redactor.flush():
+        yield Token(rest)
     yield Finished(state)
