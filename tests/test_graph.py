@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -10,6 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from moa_graph import AGGREGATE_PROMPT, AGGREGATOR_TAG, InputError, MoAConfig, create_moa
 from moa_graph.graph import AGGREGATOR_NODE, proposer_node
 from moa_graph.streaming import Finished, Progress, Token, stream_moa
+from tests.fake_chat import FakeChatModel
 
 
 @pytest.fixture
@@ -96,16 +98,31 @@ def test_proposals_are_ordered_by_layer_and_agent_whatever_finishes_first(fake_m
     assert [r.split(" ")[1] for r in references] == names
 
 
-def test_layers_run_in_parallel(fake_model) -> None:
-    config = MoAConfig(
-        layers=[[fake_model(f"m{i}", delay=0.2) for i in range(4)]], aggregator=fake_model("agg")
-    )
-    graph = create_moa(config).compile()
-    import time
+class _Gated(FakeChatModel):
+    """A fake whose async calls wait at a barrier that opens only once every party waits."""
 
-    started = time.perf_counter()
-    asyncio.run(graph.ainvoke({"messages": [("user", "go")]}))
-    assert time.perf_counter() - started < 0.6  # four 0.2 s calls, run one after another: 0.8 s
+    barrier: Any = None
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.wait_for(self.barrier.wait(), timeout=30)
+        return await super()._agenerate(*args, **kwargs)
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.wait_for(self.barrier.wait(), timeout=30)
+        async for chunk in super()._astream(*args, **kwargs):
+            yield chunk
+
+
+def test_layers_run_in_parallel() -> None:
+    # The barrier opens only when all four proposers are in their calls at once: run one
+    # after another, the first would wait alone and time out. (No clock to race on.)
+    barrier = asyncio.Barrier(4)
+    proposers = [_Gated(model_name=f"m{i}", barrier=barrier) for i in range(4)]
+    config = MoAConfig(layers=[proposers], aggregator=FakeChatModel(model_name="agg"))
+    result = asyncio.run(create_moa(config).compile().ainvoke({"messages": [("user", "go")]}))
+
+    assert [len(p.calls) for p in proposers] == [1, 1, 1, 1]
+    assert result["messages"][-1].content.startswith("agg answers:")
 
 
 def test_multi_turn_sees_whole_conversation_and_references_of_latest_turn_only(fake_model) -> None:
