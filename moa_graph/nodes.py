@@ -26,7 +26,7 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
 from moa_graph import reliability, tools
-from moa_graph.aggregation import STRATEGIES
+from moa_graph.aggregation import STRATEGIES, voted_calls
 from moa_graph.budget import fit_references
 from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
 from moa_graph.plan import AgentPlan, Candidate, MoAPlan
@@ -246,6 +246,10 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     """Return the answer of a strategy that needs no model call, or None to call the model."""
     if agent.role != "aggregator":
         return None
+    if agent.tools:  # calls are voted on; any other answer is the bound aggregator's
+        if agent.strategy == "synthesize":
+            return None
+        return voted_calls(references(agent, state), agent.tool_set)
     text = state["messages"][-1].text
     strategy = STRATEGIES[agent.strategy]
     return strategy.select(text, references(agent, state), agent.check_code)
@@ -253,7 +257,7 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
 
 async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     """Return what :func:`_selected` returns; a code check's processes run off the loop."""
-    if agent.role == "aggregator" and agent.check_code:
+    if agent.role == "aggregator" and agent.check_code and not agent.tools:
         return await asyncio.to_thread(_selected, agent, state)
     return _selected(agent, state)
 
