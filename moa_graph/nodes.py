@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
@@ -86,7 +93,8 @@ def _builder(
     """Return what builds the agent's prompt from its references.
 
     With tools bound, proposers get the conversation as plain text and a note on the
-    tools; the aggregator, bound to them, gets the conversation as it is.
+    tools; the aggregator, bound to them, gets the conversation as it is and a note
+    after the references that it may call them.
     """
     conversation: Sequence[BaseMessage] = state["messages"]
     if agent.tools and agent.role == "proposer":
@@ -94,7 +102,16 @@ def _builder(
         note = tools.describe_tools(agent.tools)
         system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
     build = STRATEGIES[agent.strategy].messages
-    return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
+    if agent.tool_set is None or agent.role != "aggregator":
+        return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
+
+    def noted(refs: Sequence[str]) -> list[BaseMessage]:
+        messages = build(conversation, refs, system_prompt, agent.aggregate_prompt)
+        if refs and isinstance(messages[0], SystemMessage):
+            messages[0] = SystemMessage(messages[0].text + tools.AGGREGATOR_TOOLS_NOTE)
+        return messages
+
+    return noted
 
 
 def check_layer(agent: AgentPlan, state: MoAState) -> None:

@@ -24,6 +24,13 @@ TOOLS_PROMPT = (
 """Put in every proposer's system prompt when tools are bound; ``{tools}`` is filled in."""
 
 
+AGGREGATOR_TOOLS_NOTE = (
+    "\n\nIf a tool is needed, your whole reply is the tool call JSON, with no other text."
+)
+"""Put after the aggregator's references when it is bound to tools. Without it, the
+local 1.5B aggregator wrote its call inside prose under the synthesis prompt."""
+
+
 def describe_tools(tools: Sequence[dict[str, Any]]) -> str:
     """Return the proposers' note on the tools (OpenAI tool schemas)."""
     lines = []
