@@ -33,7 +33,7 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
 from moa_graph import reliability, tools
-from moa_graph.aggregation import STRATEGIES, voted_calls
+from moa_graph.aggregation import STRATEGIES, consensus, voted_calls
 from moa_graph.budget import fit_references
 from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
 from moa_graph.plan import AgentPlan, Candidate, MoAPlan
@@ -280,10 +280,22 @@ async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
 
 
 def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:
-    """Return the answer made of the model's reply (a ranker's pick, say)."""
+    """Return the answer made of the model's reply (a ranker's pick, say).
+
+    An aggregator that calls again the very calls whose results end the conversation
+    makes no progress (the local 1.5B did so after the calculator's result): the
+    proposal most agreed with the others is the answer instead.
+    """
     if agent.role != "aggregator":
         return reply
-    return STRATEGIES[agent.strategy].finish(reply, references(agent, state))
+    refs = references(agent, state)
+    if refs and tools.repeats_last_calls(state["messages"], reply.tool_calls):
+        text = state["messages"][-1].text
+        chosen = consensus(text, refs)
+        chosen.usage_metadata = reply.usage_metadata
+        chosen.response_metadata["moa_repeated_call"] = True
+        return chosen
+    return STRATEGIES[agent.strategy].finish(reply, refs)
 
 
 def _started(agent: AgentPlan, state: MoAState) -> float:

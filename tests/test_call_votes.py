@@ -209,3 +209,29 @@ async def test_moa_serve_returns_the_voted_call_in_the_openai_format(
         finish = choice["finish_reason"]
     assert (name, json.loads(arguments), finish) == ("multiply", {"a": 17, "b": 23}, "tool_calls")
     assert agg.calls == []
+
+
+def test_an_aggregator_repeating_the_call_just_answered_gives_way_to_the_proposals(
+    fake_model: Make,
+) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    made = {"name": "multiply", "args": {"a": 17, "b": 23}, "id": "c1"}
+
+    def again(model: FakeChatModel, messages: list[BaseMessage]) -> AIMessage:
+        return AIMessage("", tool_calls=[{**made, "id": "c2", "args": {"b": 23, "a": 17.0}}])
+
+    agg = fake_model("agg", reply=again)
+    texts = ("It is 391.", "17 times 23 is 391.", "Ask again?")
+    config = MoAConfig(layers=[proposers(fake_model, *texts)], aggregator=agg)
+    moa = ChatMoA(config).bind_tools([multiply])
+    done = [
+        HumanMessage("What is 17 times 23?"),
+        AIMessage("", tool_calls=[made]),
+        ToolMessage("391", tool_call_id="c1"),
+    ]
+    answer = moa.invoke(done)
+    assert answer.tool_calls == [] and "391" in answer.text
+    assert answer.response_metadata["moa_repeated_call"] is True
+    first = moa.invoke(done[:1])  # a first call is the aggregator's to make
+    assert [c["args"] for c in first.tool_calls] == [{"b": 23, "a": 17.0}]
