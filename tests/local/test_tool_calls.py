@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
@@ -48,6 +48,8 @@ def test_an_agent_runs_the_call_of_a_local_aggregator_and_answers_from_its_resul
     out = agent.invoke({"messages": [("user", "What is 17 times 23? Use the calculator.")]})
     results = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert results and results[0].text == "391"  # the calculator really ran on its call
+    (calling, *_) = [m for m in out["messages"] if isinstance(m, AIMessage) and m.tool_calls]
+    assert "moa_strategy" not in calling.response_metadata  # the aggregator's own call
     assert "391" in out["messages"][-1].text
 
 
