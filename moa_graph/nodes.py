@@ -283,13 +283,14 @@ def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:
     """Return the answer made of the model's reply (a ranker's pick, say).
 
     An aggregator that calls again the very calls whose results end the conversation
-    makes no progress (the local 1.5B did so after the calculator's result): the
-    proposal most agreed with the others is the answer instead.
+    makes no progress (the local 1.5B did so after the calculator's result): unless a
+    call is required, the proposal most agreed with the others is the answer instead.
     """
     if agent.role != "aggregator":
         return reply
     refs = references(agent, state)
-    if refs and tools.repeats_last_calls(state["messages"], reply.tool_calls):
+    free = agent.tool_set is not None and not agent.tool_set.required
+    if refs and free and tools.repeats_last_calls(state["messages"], reply.tool_calls):
         text = state["messages"][-1].text
         chosen = consensus(text, refs)
         chosen.usage_metadata = reply.usage_metadata

@@ -62,10 +62,13 @@ class ToolSet:
     Attributes:
         schemas: Each tool's JSON schema of arguments, by name.
         parallel: Whether one reply may call several tools.
+        required: Whether the answer must call a tool (``tool_choice`` ``"required"``
+            or a named tool).
     """
 
     schemas: Mapping[str, dict[str, Any]]
     parallel: bool = True
+    required: bool = False
     _validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -94,7 +97,8 @@ class ToolSet:
             schemas = {named: schemas[named]} if named in schemas else {}
         if tool_choice == "none" or not schemas:
             return None
-        return cls(schemas, parallel=parallel_tool_calls is not False)
+        required = named is not None or tool_choice in ("required", "any")
+        return cls(schemas, parallel=parallel_tool_calls is not False, required=required)
 
     def parse(self, text: str) -> list[ToolCall] | None:
         """Return the calls a reply makes, or None when it is text.
@@ -179,9 +183,9 @@ def forced_name(tool_choice: str | Mapping[str, Any] | None) -> str | None:
         if isinstance(function, Mapping) and isinstance(function.get("name"), str):
             return str(function["name"])
         return None
-    if tool_choice in (None, "none", "auto", "required", "any"):
-        return None
-    return tool_choice
+    if isinstance(tool_choice, str) and tool_choice not in ("none", "auto", "required", "any"):
+        return tool_choice
+    return None
 
 
 def _json_values(text: str) -> list[Any]:

@@ -233,5 +233,7 @@ def test_an_aggregator_repeating_the_call_just_answered_gives_way_to_the_proposa
     answer = moa.invoke(done)
     assert answer.tool_calls == [] and "391" in answer.text
     assert answer.response_metadata["moa_repeated_call"] is True
+    required = ChatMoA(config).bind_tools([multiply], tool_choice="required").invoke(done)
+    assert len(required.tool_calls) == 1  # a call it must make stands
     first = moa.invoke(done[:1])  # a first call is the aggregator's to make
     assert [c["args"] for c in first.tool_calls] == [{"b": 23, "a": 17.0}]

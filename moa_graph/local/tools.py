@@ -33,7 +33,7 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from moa_graph.tool_calls import ToolSet, forced_name
+from moa_graph.tool_calls import ToolSet
 
 TOOLS_BLOCK = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -74,10 +74,8 @@ class ToolRequest:
         if not tools:
             return None
         callable_ = ToolSet.of(tools, choice, parallel)
-        forced = callable_ is not None and (
-            choice in ("required", "any", True) or forced_name(choice) is not None
-        )
-        grammar = call_schema(callable_.schemas) if forced and callable_ else None
+        required = callable_ is not None and callable_.required
+        grammar = call_schema(callable_.schemas) if callable_ and required else None
         return cls(tuple(tools), callable_, grammar)
 
     def prompt(self, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
