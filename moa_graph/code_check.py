@@ -79,7 +79,7 @@ def _remembered(code: str, examples: tuple[tuple[str, str], ...], timeout_s: flo
     # whatever the program prints.
     return sum(
         got is not None and _CHECKER.check_output(doctest.Example(source, want).want, got, _FLAGS)
-        for (source, want), got in zip(examples, result.outputs)
+        for (source, want), got in zip(examples, result.outputs, strict=False)
     )
 
 

@@ -89,8 +89,9 @@ def run_python(
 
     Args:
         source: A whole program, run as ``__main__``.
-        examples: Doctest example sources (``"add(1, 2)\\n"``) to run after it, each in a
-            copy of its globals; their outputs come back in the result.
+        examples: Doctest example sources (``add(1, 2)``) to run after it, each in a
+            copy of its globals; their outputs come back in the result (when none is
+            given, the result has no outputs).
         timeout_s: Wall-clock limit of the whole run, the interpreter's start included.
         memory_mb: Limit of the program's memory.
 
@@ -104,10 +105,10 @@ def run_python(
     texts = [source, *(examples or ())]
     stdout = _Tail(_REPORT_BYTES)
     wasi = wasmtime.WasiConfig()
-    # -I: no environment or user folders consulted; -S: no site module. Hexadecimal
-    # arguments: no NUL cuts one short, and no character fails to encode.
+    # -I: no environment or user folders consulted. Hexadecimal arguments: no NUL cuts
+    # one short, and no character fails to encode.
     hexed = [text.encode("utf-8", "surrogatepass").hex() for text in texts]
-    wasi.argv = ["python", "-I", "-S", "-c", _GUEST, *hexed]
+    wasi.argv = ["python", "-I", "-c", _GUEST, *hexed]
     wasi.stdout_custom = stdout.write
     store = wasmtime.Store(engine)
     try:
@@ -166,7 +167,10 @@ def _poll_at_once(
     memory = caller["memory"]
     assert isinstance(memory, wasmtime.Memory)
     size = memory.data_len(caller)
-    if not 0 < count <= 64 or max(subscriptions + count * _SUBSCRIPTION, events + count * _EVENT) > size:
+    if (
+        not 0 < count <= 64
+        or max(subscriptions + count * _SUBSCRIPTION, events + count * _EVENT) > size
+    ):
         return _EINVAL
     records = memory.read(caller, subscriptions, subscriptions + count * _SUBSCRIPTION)
     answer = bytearray(count * _EVENT)

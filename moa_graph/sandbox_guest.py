@@ -32,6 +32,16 @@ class _Discard(io.TextIOBase):
         return len(text)
 
 
+class _Capture(io.StringIO):
+    """Keeps what an example prints, up to one character more than an output may have."""
+
+    def write(self, text: str) -> int:
+        room = _OUTPUT_CHARS + 1 - self.tell()
+        if room > 0:
+            super().write(text[:room])
+        return len(text)
+
+
 _DISCARD = _Discard()
 
 
@@ -65,7 +75,7 @@ def _json_string(text: str) -> str:
 
 
 def _example_output(source: str, namespace: dict[str, object]) -> str | None:
-    printed = io.StringIO()
+    printed = _Capture()
     sys.stdout, sys.displayhook = printed, sys.__displayhook__
     try:
         exec(compile(source, "<example>", "single", dont_inherit=True), dict(namespace))
@@ -76,7 +86,7 @@ def _example_output(source: str, namespace: dict[str, object]) -> str | None:
     text = printed.getvalue()
     if text and not text.endswith("\n"):
         text += "\n"  # as doctest's own capture does
-    return text[: _OUTPUT_CHARS + 1]
+    return text
 
 
 def _run(source: str, examples: list[str]) -> tuple[str, str, list[str | None]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,7 +100,7 @@ def load_module(engine: wasmtime.Engine) -> wasmtime.Module:
 
 
 @contextlib.contextmanager
-def _private_folder(path: Path):  # type: ignore[no-untyped-def]
+def _private_folder(path: Path) -> Iterator[int | None]:
     """Yield a descriptor of the cache folder (made 0700), or None unless only we may write it."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
