@@ -48,6 +48,7 @@ _OUTPUT_CHARS = 2000  # as in sandbox_guest
 _DETAIL_CHARS = 300
 _SUBSCRIPTION, _EVENT = 48, 32  # sizes of WASI's subscription and event records
 _EINVAL = 28
+_STARTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,15 @@ def run_python(
     return _result(stdout.last_line(), ending, len(examples) if examples is not None else None)
 
 
-@cache
 def _sandbox() -> tuple[wasmtime.Engine, wasmtime.InstancePre]:
-    """Return the engine, with its epoch ticking, and the runtime ready to instantiate."""
+    """Return the engine and the runtime ready to instantiate, made by the first caller."""
+    with _STARTING:
+        return _started()
+
+
+@cache  # a failure is not cached: installing the runtime is enough, no restart needed
+def _started() -> tuple[wasmtime.Engine, wasmtime.InstancePre]:
+    """Make the engine, with its epoch ticking, and the runtime ready to instantiate."""
     import wasmtime
 
     config = wasmtime.Config()
@@ -205,7 +212,7 @@ def _result(last_line: str, ending: int | str, examples: int | None) -> Executio
     try:
         report = json.loads(last_line)
         status, detail, outputs = report["status"], str(report["detail"]), report["outputs"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # not a report of the guest's
         status = "none"
     if ending != 0 or status not in ("passed", "failed", "error"):
         why = f"exit code {ending}" if isinstance(ending, int) else ending

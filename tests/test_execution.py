@@ -175,6 +175,11 @@ def test_a_forged_report_gets_no_more_outputs_than_examples() -> None:
     source = f"import os\nos.write(1, {line!r})\nos._exit(0)\n"
     result = run_python(source, examples=["1 + 2\n"])
     assert result == ExecutionResult("passed", "", (None,))
+    # a last line that is no report, however deeply nested
+    for line in [b"[" * 500_000, b'"passed"', b'{"status": ["passed"]}']:
+        source = f"import os\nos.write(1, {line!r})\nos._exit(0)\n"
+        result = run_python(source, examples=["1 + 2\n"])
+        assert result.status == "failed" and "ended before its report" in result.detail
 
 
 def test_runs_from_several_threads_at_once() -> None:
@@ -189,7 +194,7 @@ def test_without_the_runtime_a_check_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOA_GRAPH_CACHE", str(tmp_path))
-    monkeypatch.setattr(execution, "_sandbox", functools.cache(execution._sandbox.__wrapped__))
+    monkeypatch.setattr(execution, "_started", functools.cache(execution._started.__wrapped__))
     with pytest.raises(wasi_runtime.SandboxUnavailableError) as raised:
         run_python("pass\n")
     assert str(raised.value) == (
