@@ -6,13 +6,18 @@
 * ``--rescore FILE...``: the answers recorded in ``moa eval`` result files (JSONL, one
   item a line, with ``outputs`` and ``correct``) scored again in this sandbox, and every
   item whose outcome differs from the recorded one listed.
+* ``--counts FILE...``: for each item of ``moa eval`` result files, how many of the
+  prompt's examples each of its recorded proposals passes (``check_code``), as JSON on
+  stdout; run it against another checkout's code (``PYTHONPATH=OTHER python
+  benchmarks/sandbox.py --counts ...`` from that checkout) to compare two sandboxes.
 * ``--timing``: the cost of a check: the first run of a process with no compiled
   cache (a fresh cache folder: compile and store), the first run of a process with the
   cache, and warm runs (median of 20) of a HumanEval program and of a
   ``check_code`` check of two examples.
 
     python -m benchmarks.sandbox --canonical --timing
-    python -m benchmarks.sandbox --rescore docs/evaluation/local-study/*/humaneval/*.jsonl
+    python -m benchmarks.sandbox --rescore docs/evaluation/local-study/*/humaneval*/*.jsonl
+    python -m benchmarks.sandbox --counts docs/evaluation/local-study/*/humaneval/consensus-3.jsonl
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from moa_graph import wasi_runtime
+from moa_graph.code_check import examples_passed
 from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.humaneval import score_humaneval
 
@@ -96,7 +102,20 @@ def rescore(files: list[Path]) -> None:
         print(f"{path}: {before} -> {after} of {len(rows)}; changed: {changed or 'none'}")
 
 
+def counts(files: list[Path]) -> None:
+    items = {item.id: item for item in load_dataset("humaneval")}
+    rows = [json.loads(line) for path in files for line in path.read_text().splitlines() if line]
+
+    def count(row: dict[str, Any]) -> tuple[str, list[int] | None]:
+        return f"{row['id']}", examples_passed(items[row["id"]].turns[0], row["proposals"])
+
+    with ThreadPoolExecutor(2) as pool:
+        print(json.dumps(dict(pool.map(count, rows)), indent=0))
+
+
 def timing() -> None:
+    from moa_graph import wasi_runtime
+
     def fresh_process(cache: str) -> list[str]:
         env = {**os.environ, "MOA_GRAPH_CACHE": cache}
         done = subprocess.run(
@@ -124,11 +143,14 @@ def main() -> None:
     parser.add_argument("--canonical", action="store_true")
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--rescore", nargs="*", type=Path, default=[])
+    parser.add_argument("--counts", nargs="*", type=Path, default=[])
     args = parser.parse_args()
     if args.canonical:
         canonical()
     if args.rescore:
         rescore(args.rescore)
+    if args.counts:
+        counts(args.counts)
     if args.timing:
         timing()
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from moa_graph import execution, wasi_runtime
+from moa_graph.errors import MoAError
 from moa_graph.execution import ExecutionResult, run_python
+from moa_graph.factory import create_moa
 
 
 def _peak_rss_mib() -> float:
@@ -191,7 +193,7 @@ def test_runs_from_several_threads_at_once() -> None:
 
 
 def test_without_the_runtime_a_check_is_a_one_line_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOA_GRAPH_CACHE", str(tmp_path))
     monkeypatch.setattr(execution, "_started", functools.cache(execution._started.__wrapped__))
@@ -201,6 +203,14 @@ def test_without_the_runtime_a_check_is_a_one_line_error(
         "check_code needs the WebAssembly sandbox runtime, which is not installed: "
         "run `moa models install`"
     )
+    # through a graph: the same error, no other way of running the code
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    proposers = [fake_model(f"p{i}", reply=lambda m, msgs: code) for i in range(2)]
+    config = {"layers": [proposers], "aggregator": fake_model("agg"), "aggregation": "consensus"}
+    graph = create_moa({**config, "check_code": True}).compile()
+    prompt = "Write add.\n>>> add(1, 2)\n3\n"
+    with pytest.raises(MoAError, match=r"^check_code needs the WebAssembly sandbox runtime"):
+        graph.invoke({"messages": [("user", prompt)]})
     (tmp_path / "python-3.12.0.wasm").write_bytes(b"\0asm" + bytes(26_267_200))
     with pytest.raises(wasi_runtime.SandboxUnavailableError, match="which is corrupted"):
         run_python("pass\n")
