@@ -64,7 +64,7 @@ def test_infinite_loop_times_out_near_the_limit() -> None:
     started = time.monotonic()
     result = run_python("while True:\n    pass\n", timeout_s=1.0)
     assert result == ExecutionResult("timeout", "no result within 1s")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.0
 
 
 def test_sleeping_returns_at_once_and_no_sleep_outlives_the_limit() -> None:
