@@ -1,9 +1,10 @@
 """Checking proposed code against the examples in the prompt, to choose between proposals.
 
 A prompt that asks for a function often shows how it behaves, as doctest examples
-(``>>> add(2, 3)`` then ``5``). Each proposal's code runs those examples in a confined
-process (:func:`moa_graph.execution.run_python`: no network, time and memory limits,
-its own scratch folder), and the proposals that pass the most are the ones to choose
+(``>>> add(2, 3)`` then ``5``). Each proposal's code runs in the WebAssembly sandbox
+(:func:`moa_graph.execution.run_python`: no host files, network or processes, time and
+memory limits), which returns what each example printed; this process compares that
+with the expected output, and the proposals that pass the most are the ones to choose
 from. Nothing runs unless a config asks for it (``check_code: true``).
 """
 
@@ -48,24 +49,10 @@ _CALL_EQUALS = re.compile(
 )
 # An option directive (`# doctest: +ELLIPSIS`) on one line of an example's source.
 _DIRECTIVE = re.compile(r"#[^\S\n]*+doctest:[^\S\n]*+(.*)")
-_PASSED = "moa-examples-passed:"
-
-_RUNNER = """
-
-def _moa_run_examples(examples):
-    import doctest
-    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
-    runner = doctest.DocTestRunner(optionflags=flags)
-    passed = 0
-    for source, want in examples:
-        test = doctest.DocTest([doctest.Example(source, want)], dict(globals()), "e", None, 0, None)
-        passed += runner.run(test, out=lambda _: None).failed == 0
-    # The sandbox reports a failed run's last line: the count travels in it.
-    raise RuntimeError(f"{marker} {{passed}}")
-
-
-_moa_run_examples({examples!r})
-"""
+# What an example printed is compared with what the prompt expects as doctest would
+# (the examples of prompt_examples carry no directives of their own).
+_CHECKER = doctest.OutputChecker()
+_FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 
 def code_blocks(text: str) -> str:
@@ -198,12 +185,16 @@ class _TimedOut(Exception):
 # exception is never cached, so a timeout is checked again next time.)
 @functools.lru_cache(maxsize=256)
 def _remembered(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
-    program = code + _RUNNER.format(marker=_PASSED, examples=examples)
-    result = run_python(program, timeout_s=timeout_s, memory_mb=512)
+    sources = [source for source, _ in examples]
+    result = run_python(code, examples=sources, timeout_s=timeout_s, memory_mb=512)
     if result.status == "timeout":
         raise _TimedOut
-    count = re.search(rf"{_PASSED} (\d+)", result.detail)
-    return int(count[1]) if count else 0
+    # One point per example whose output matches: never more than there are examples,
+    # whatever the program prints.
+    return sum(
+        got is not None and _CHECKER.check_output(doctest.Example(source, want).want, got, _FLAGS)
+        for (source, want), got in zip(examples, result.outputs, strict=False)
+    )
 
 
 def _passed(code: str, examples: tuple[tuple[str, str], ...], timeout_s: float) -> int:
@@ -220,8 +211,8 @@ def examples_passed(
 
     The import lines of the prompt's own code come first, since answers often use
     names (``List``) the prompt imported. The responses run in parallel, each in its
-    own confined process; a program already checked in this process is not run again,
-    unless it ran out of time.
+    own sandbox; a program already checked in this process is not run again, unless
+    it ran out of time.
 
     Args:
         prompt: The user's message, holding the examples.
@@ -230,6 +221,9 @@ def examples_passed(
 
     Returns:
         One count per response, or None when the prompt has no examples.
+
+    Raises:
+        SandboxUnavailableError: The sandbox's runtime is not installed.
     """
     examples = tuple(prompt_examples(prompt))
     if not examples:

