@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -103,6 +102,7 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
             await saver.setup()
             yield saver
         return
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     folder = Path(location).parent
@@ -115,20 +115,28 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         sqlite3.connect(location).close()
     except sqlite3.Error as error:
         raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
-    try:
-        async with AsyncSqliteSaver.from_conn_string(location) as saver:
-            try:
-                await saver.setup()  # creates the tables: fails now on a file it cannot write
-            except sqlite3.Error as error:
-                raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
-            saver.serde = serializer()
-            yield saver
-    finally:
-        # A run cancelled in the middle of a query leaves its cursor in a reference
-        # cycle, and SQLite keeps a closed connection's lock until its last statement
-        # is freed: collect it now, or the next opener of the file waits and fails
-        # with "database is locked".
-        gc.collect()
+    # Not AsyncSqliteSaver.from_conn_string: it closes the connection without waiting
+    # for the saver's writes, and LangGraph can leave one under way after a run ends
+    # (it saves a cancelled node's error from the node's done callback, once its run
+    # no longer waits for writes). aiosqlite then closes the connection between the
+    # write's INSERT and its commit, the commit and the cursor's close fail on the
+    # closed connection, and SQLite keeps the connection, with its open transaction
+    # and write lock, until that cursor is freed: the next opener of the file (the
+    # resumed run) finds it locked. Every saver operation holds the saver's lock for
+    # its whole transaction, so closing under the lock lets a write under way commit
+    # first; a later one fails at once on the closed connection, before it writes.
+    async with aiosqlite.connect(location) as connection:
+        checkpointer = AsyncSqliteSaver(connection)
+        try:
+            await checkpointer.setup()  # creates the tables: fails now on a file it cannot write
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
+        checkpointer.serde = serializer()
+        try:
+            yield checkpointer
+        finally:
+            async with checkpointer.lock:
+                await connection.close()
 
 
 async def resume_input(
