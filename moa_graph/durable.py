@@ -32,6 +32,10 @@ CHECKPOINTS_ENV = "MOA_CHECKPOINTS"
 
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL server may take to accept a new connection, unless the URL sets
+``connect_timeout`` (psycopg alone would wait 130 s on a server that never answers)."""
+
 
 def serializer() -> JsonPlusSerializer:
     """Return a checkpoint serializer that loads only known types.
@@ -87,19 +91,18 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         The checkpointer, open for the duration of the block.
 
     Raises:
-        ConfigError: The PostgreSQL extra is not installed, the SQLite file's folder
-            does not exist, or the file cannot be opened and written.
+        ConfigError: The location is empty, the PostgreSQL extra is not installed,
+            the server cannot be reached or does not answer within its connect
+            timeout, the SQLite file's folder does not exist, or the file cannot be
+            opened and written.
     """
     location = str(location)
+    if not location.strip():
+        raise ConfigError(
+            "the checkpoint location is empty: give a SQLite file path or a postgresql:// URL"
+        )
     if location.startswith(_POSTGRES_SCHEMES):
-        try:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        except ImportError:
-            raise ConfigError(
-                "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
-            ) from None
-        async with AsyncPostgresSaver.from_conn_string(location, serde=serializer()) as saver:
-            await saver.setup()
+        async with _open_postgres(location) as saver:
             yield saver
         return
     import aiosqlite
@@ -137,6 +140,56 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         finally:
             async with checkpointer.lock:
                 await connection.close()
+
+
+@asynccontextmanager
+async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """Open PostgreSQL checkpoints with a connect timeout.
+
+    As ``AsyncPostgresSaver.from_conn_string`` does, which has none; a failure is a
+    one-line error naming the server, never the password.
+
+    Raises:
+        ConfigError: The extra is not installed, the URL is invalid, or the server
+            cannot be reached or does not answer within the connect timeout.
+    """
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import AsyncConnection, Error, errors
+        from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise ConfigError(
+            "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
+        ) from None
+    try:
+        params = conninfo_to_dict(url)
+        params.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+        timeout = timeout_from_conninfo(params)  # as psycopg reads it: 2 s at least
+    except Error:
+        raise ConfigError("the PostgreSQL checkpoint URL is invalid") from None
+    host, port = params.get("host") or "localhost", params.get("port") or 5432
+    where = f"PostgreSQL checkpoints at {host}:{port}"
+    try:
+        connection = await AsyncConnection.connect(
+            url,
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+            connect_timeout=params["connect_timeout"],
+        )
+    except errors.ConnectionTimeout:
+        raise ConfigError(
+            f"cannot open {where}: no answer within the connect timeout of {timeout} s "
+            "(connect_timeout in the URL sets it)"
+        ) from None
+    except Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot open {where}: {reason}") from None
+    async with connection:
+        saver = AsyncPostgresSaver(conn=connection, serde=serializer())
+        await saver.setup()
+        yield saver
 
 
 async def resume_input(

@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from moa_graph import durable
 from moa_graph.durable import open_checkpointer
+from moa_graph.errors import ConfigError
+from tests.test_cli import moa as run_moa
 
 
 def _locked(path: Path) -> bool:
@@ -59,3 +68,62 @@ async def test_a_write_under_way_when_the_checkpointer_closes_leaves_the_file_un
     assert not _locked(path)  # the write task (and its cursor) is still referenced here
     async with open_checkpointer(path) as reopened:  # the resumed run's first write
         await reopened.aput_writes(config, [("y", 2)], "task2")
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and never says a word."""
+    held: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):  # the listener closed
+                while True:
+                    held.append(listener.accept()[0])
+
+        threading.Thread(target=accept, daemon=True).start()
+        yield listener.getsockname()[1]
+        listener.shutdown(socket.SHUT_RDWR)
+    for connection in held:
+        connection.close()
+
+
+async def test_a_postgres_server_that_never_answers_fails_at_the_connect_timeout(
+    silent_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable, "POSTGRES_CONNECT_TIMEOUT_S", 2)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as failure:
+        async with open_checkpointer(f"postgresql://moa:pw-0123@127.0.0.1:{silent_server}/db"):
+            pass
+    assert time.monotonic() - started < 10
+    assert str(failure.value) == (
+        f"cannot open PostgreSQL checkpoints at 127.0.0.1:{silent_server}: no answer within "
+        "the connect timeout of 2 s (connect_timeout in the URL sets it)"
+    )
+
+
+def test_moa_ask_names_the_connect_timeout_of_a_silent_postgres_server(
+    silent_server: int, tmp_path: Path
+) -> None:
+    url = f"postgresql://moa:pw-0123@127.0.0.1:{silent_server}/db?connect_timeout=3"
+    done = run_moa("ask", "Q?", "--preset", "local", "--thread", "t", "--checkpoints", url)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: cannot open PostgreSQL checkpoints at 127.0.0.1:{silent_server}: no answer "
+        "within the connect timeout of 3 s (connect_timeout in the URL sets it)"
+    )
+    assert "pw-0123" not in done.stderr
+
+
+def test_an_empty_checkpoint_location_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(state)}
+    done = run_moa("ask", "Q?", "--preset", "local", "--thread", "t", "--checkpoints", "", env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: the checkpoint location is empty: give a SQLite file path or a postgresql:// URL"
+    )
+    assert not state.exists()  # no default store either
