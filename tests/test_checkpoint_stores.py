@@ -118,10 +118,17 @@ def test_moa_ask_names_the_connect_timeout_of_a_silent_postgres_server(
     assert "pw-0123" not in done.stderr
 
 
-def test_an_empty_checkpoint_location_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ask", "Q?", "--preset", "local", "--thread", "t", "--checkpoints", ""],
+        ["serve", "--preset", "local", "--port", "0", "--checkpoint", ""],
+        ["serve", "--preset", "local", "--port", "0", "--checkpoint", "sqlite:"],
+    ],
+)
+def test_an_empty_checkpoint_location_is_refused(tmp_path: Path, command: list[str]) -> None:
     state = tmp_path / "state"
-    env = {"XDG_STATE_HOME": str(state)}
-    done = run_moa("ask", "Q?", "--preset", "local", "--thread", "t", "--checkpoints", "", env=env)
+    done = run_moa(*command, env={"XDG_STATE_HOME": str(state)})
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "error: the checkpoint location is empty: give a SQLite file path or a postgresql:// URL"
