@@ -104,14 +104,16 @@ async def _answer(
 
     if thread is None:
         graph = create_moa(config, stream_proposers=False).compile()
-        events = stream_moa(graph, {"messages": messages})
+        events = stream_moa(graph, {"messages": messages}, tokens=live)
         return await render_run(events, config, out=_out, err=_err, live=live)
     from moa_graph.durable import default_checkpoints, open_checkpointer, resume_input
 
-    async with open_checkpointer(checkpoints or default_checkpoints()) as saver:
+    async with open_checkpointer(
+        default_checkpoints() if checkpoints is None else checkpoints
+    ) as saver:
         graph = create_moa(config, stream_proposers=False).compile(checkpointer=saver)
         run_input, run_config = await resume_input(graph, thread, messages)
-        events = stream_moa(graph, run_input, run_config, durability="sync")
+        events = stream_moa(graph, run_input, run_config, durability="sync", tokens=live)
         return await render_run(events, config, out=_out, err=_err, live=live)
 
 

@@ -11,13 +11,61 @@ import yaml
 
 from moa_graph.config import MoAConfig, config_from_data
 from moa_graph.errors import ConfigError
+from moa_graph.presets import check_name
+
+ALIAS_BUDGET = 10_000
+"""Most YAML nodes a config file's aliases may add when expanded: enough to reuse an
+agent many times, far too few for a "billion laughs" file to cost time or memory."""
+
+
+class _AliasesExpandTooFar(Exception):
+    """A YAML document's aliases expand it past :data:`ALIAS_BUDGET`, or into itself."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document whose aliases expand it too far.
+
+    PyYAML builds an alias as a reference to its anchor's object, so loading is cheap
+    even for nested aliases; the cost comes later, from everything that walks the
+    data as a tree (validation copies every leaf): 10^8 leaves from a 1 kB file.
+    """
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            distinct: dict[int, int] = {}
+            if _expanded_size(node, distinct) - len(distinct) > ALIAS_BUDGET:
+                raise _AliasesExpandTooFar
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Return the nodes under ``node`` counted as a tree (each alias expanded).
+
+    ``sizes`` memoizes each distinct node's, so the work is linear in the document;
+    a node under way (-1) is one that holds itself.
+    """
+    known = sizes.get(id(node))
+    if known is not None:
+        if known < 0:
+            raise _AliasesExpandTooFar
+        return known
+    sizes[id(node)] = -1
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML, TOML or JSON file into plain data without validating it.
 
     Raises:
-        ConfigError: The file is missing, unreadable or not well-formed.
+        ConfigError: The file is missing, unreadable or not well-formed, or its YAML
+            aliases expand it by more than :data:`ALIAS_BUDGET` nodes.
     """
     path = Path(path)
     try:
@@ -35,13 +83,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix == ".json":
             data = json.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
         else:
             raise ConfigError(f"config file {path} must end in .yaml, .yml, .toml or .json")
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"config file {path} is malformed{_syntax_error(error)}") from None
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply") from None
+    except _AliasesExpandTooFar:
+        raise ConfigError(
+            f"config file {path} is refused: its YAML aliases expand it by more than "
+            f"{ALIAS_BUDGET} nodes"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
@@ -74,10 +127,17 @@ def load_config(path: str | Path) -> MoAConfig:
         path: The file; its suffix picks the format.
 
     Raises:
-        ConfigError: The file cannot be read or parsed, or a field is invalid; the
-            message names the file and the field.
+        ConfigError: The file cannot be read or parsed, its ``name`` is not a name
+            (the rule of preset names: it becomes a file name), or a field is
+            invalid; the message names the file and the field.
     """
-    return config_from_data(read_config_file(path), source=f"config file {path}")
+    data = read_config_file(path)
+    if data.get("name") is not None:  # it names the files of `moa eval run`
+        try:
+            check_name(data["name"], "config name")
+        except ConfigError as error:
+            raise ConfigError(f"config file {path}: {error}") from None
+    return config_from_data(data, source=f"config file {path}")
 
 
 def save_config(config: MoAConfig, path: str | Path) -> None:

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -32,6 +31,10 @@ CHECKPOINTS_ENV = "MOA_CHECKPOINTS"
 """Environment variable naming the default checkpoint store (path or DSN)."""
 
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL server may take to accept a new connection, unless the URL sets
+``connect_timeout`` (psycopg alone would wait 130 s on a server that never answers)."""
 
 
 def serializer() -> JsonPlusSerializer:
@@ -88,21 +91,21 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         The checkpointer, open for the duration of the block.
 
     Raises:
-        ConfigError: The PostgreSQL extra is not installed, the SQLite file's folder
-            does not exist, or the file cannot be opened and written.
+        ConfigError: The location is empty, the PostgreSQL extra is not installed,
+            the server cannot be reached or does not answer within its connect
+            timeout, the SQLite file's folder does not exist, or the file cannot be
+            opened and written.
     """
     location = str(location)
+    if not location.strip():
+        raise ConfigError(
+            "the checkpoint location is empty: give a SQLite file path or a postgresql:// URL"
+        )
     if location.startswith(_POSTGRES_SCHEMES):
-        try:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        except ImportError:
-            raise ConfigError(
-                "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
-            ) from None
-        async with AsyncPostgresSaver.from_conn_string(location, serde=serializer()) as saver:
-            await saver.setup()
+        async with _open_postgres(location) as saver:
             yield saver
         return
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     folder = Path(location).parent
@@ -115,20 +118,78 @@ async def open_checkpointer(location: str | Path) -> AsyncIterator[BaseCheckpoin
         sqlite3.connect(location).close()
     except sqlite3.Error as error:
         raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
+    # Not AsyncSqliteSaver.from_conn_string: it closes the connection without waiting
+    # for the saver's writes, and LangGraph can leave one under way after a run ends
+    # (it saves a cancelled node's error from the node's done callback, once its run
+    # no longer waits for writes). aiosqlite then closes the connection between the
+    # write's INSERT and its commit, the commit and the cursor's close fail on the
+    # closed connection, and SQLite keeps the connection, with its open transaction
+    # and write lock, until that cursor is freed: the next opener of the file (the
+    # resumed run) finds it locked. Every saver operation holds the saver's lock for
+    # its whole transaction, so closing under the lock lets a write under way commit
+    # first; a later one fails at once on the closed connection, before it writes.
+    async with aiosqlite.connect(location) as connection:
+        checkpointer = AsyncSqliteSaver(connection)
+        try:
+            await checkpointer.setup()  # creates the tables: fails now on a file it cannot write
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
+        checkpointer.serde = serializer()
+        try:
+            yield checkpointer
+        finally:
+            async with checkpointer.lock:
+                await connection.close()
+
+
+@asynccontextmanager
+async def _open_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """Open PostgreSQL checkpoints with a connect timeout.
+
+    As ``AsyncPostgresSaver.from_conn_string`` does, which has none; a failure is a
+    one-line error naming the server, never the password.
+
+    Raises:
+        ConfigError: The extra is not installed, the URL is invalid, or the server
+            cannot be reached or does not answer within the connect timeout.
+    """
     try:
-        async with AsyncSqliteSaver.from_conn_string(location) as saver:
-            try:
-                await saver.setup()  # creates the tables: fails now on a file it cannot write
-            except sqlite3.Error as error:
-                raise ConfigError(f"cannot open checkpoint file {location}: {error}") from None
-            saver.serde = serializer()
-            yield saver
-    finally:
-        # A run cancelled in the middle of a query leaves its cursor in a reference
-        # cycle, and SQLite keeps a closed connection's lock until its last statement
-        # is freed: collect it now, or the next opener of the file waits and fails
-        # with "database is locked".
-        gc.collect()
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import AsyncConnection, Error, errors
+        from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise ConfigError(
+            "PostgreSQL checkpoints need: pip install 'moa-graph[postgres]'"
+        ) from None
+    try:
+        params = conninfo_to_dict(url)
+        params.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+        timeout = timeout_from_conninfo(params)  # as psycopg reads it: 2 s at least
+    except Error:
+        raise ConfigError("the PostgreSQL checkpoint URL is invalid") from None
+    host, port = params.get("host") or "localhost", params.get("port") or 5432
+    where = f"PostgreSQL checkpoints at {host}:{port}"
+    try:
+        connection = await AsyncConnection.connect(
+            url,
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+            connect_timeout=params["connect_timeout"],
+        )
+    except errors.ConnectionTimeout:
+        raise ConfigError(
+            f"cannot open {where}: no answer within the connect timeout of {timeout} s "
+            "(connect_timeout in the URL sets it)"
+        ) from None
+    except Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot open {where}: {reason}") from None
+    async with connection:
+        saver = AsyncPostgresSaver(conn=connection, serde=serializer())
+        await saver.setup()
+        yield saver
 
 
 async def resume_input(

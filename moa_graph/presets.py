@@ -28,9 +28,22 @@ def check_preset_name(name: str) -> str:
     Raises:
         ConfigError: ``name`` is not a preset name (e.g. ``../x``).
     """
+    return check_name(name, "preset name")
+
+
+def check_name(name: object, what: str) -> str:
+    """Return ``name`` if it can name a file: the rule of :func:`check_preset_name`.
+
+    Args:
+        name: The name to check.
+        what: What it is, for the error, e.g. ``"preset name"``.
+
+    Raises:
+        ConfigError: ``name`` is not such a name.
+    """
     if not isinstance(name, str) or not _PRESET_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(
-            f"invalid preset name {name!r}: use only letters, digits, '-', '_' and '.' "
+            f"invalid {what} {name!r}: use only letters, digits, '-', '_' and '.' "
             "(not first, not '..')"
         )
     return name

@@ -38,6 +38,12 @@ from moa_graph import replies
 from moa_graph.errors import ModelCallError, StreamInterruptedError
 from moa_graph.failures import EmptyReplyError, describe, is_transient, retry_after
 
+SHOWN_TAGS = "moa_shown_tags"
+"""Run config key (in ``configurable``): the tags of the calls whose tokens the caller
+shows, e.g. ``(AGGREGATOR_TAG,)``. A caller that streams ``messages`` but shows only
+some of them sets it; the other calls' tokens then count as never shown, so a broken
+stream of theirs is retried. Without it, every streamed call's tokens count as shown."""
+
 _limiters: dict[tuple[str, float], InMemoryRateLimiter] = {}
 _limiters_lock = threading.Lock()
 
@@ -173,11 +179,17 @@ class _Progress(BaseCallbackHandler):
 
 
 def _streams_to_caller(config: RunnableConfig, merged: RunnableConfig) -> bool:
-    """Whether this call's tokens reach a caller that streams (``stream_mode="messages"``).
+    """Whether this call's tokens reach a caller that shows them as they come.
 
-    ``merged`` is ``config`` merged with the caller's (:func:`ensure_config`).
+    They do under ``stream_mode="messages"`` (or ``astream_events``) unless the call
+    is tagged ``nostream`` or the run's :data:`SHOWN_TAGS` leave it out. ``merged``
+    is ``config`` merged with the caller's (:func:`ensure_config`).
     """
-    if TAG_NOSTREAM in (config.get("tags") or []) or TAG_NOSTREAM in merged.get("tags", []):
+    tags = [*(config.get("tags") or []), *merged.get("tags", [])]
+    if TAG_NOSTREAM in tags:
+        return False
+    shown = merged.get("configurable", {}).get(SHOWN_TAGS)
+    if shown is not None and not set(shown) & set(tags):
         return False
     callbacks = merged.get("callbacks")
     handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks

@@ -199,7 +199,7 @@ class Endpoints:
         thread_id = str(uuid.uuid4()) if served.checkpointer is not None else None
         # The slot is held until the run's task ends, cancelled or not.
         self.running += 1
-        run = Run(options, messages, served, thread_id, self._run_ended)
+        run = Run(options, messages, served, thread_id, self._run_ended, tokens=body.stream)
         handed_over = False
         try:
             if body.stream:

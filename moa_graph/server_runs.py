@@ -111,6 +111,9 @@ class Run:
     The run is a task of its own so that cancelling it (the client went away)
     is plain asyncio cancellation, which LangGraph passes on to every model call
     under way; the task ends, and calls ``on_end``, only once they have stopped.
+    ``tokens`` says whether the client gets the answer token by token; without, no
+    token counts as shown and a broken upstream stream is retried (see
+    :func:`~moa_graph.streaming.stream_moa`).
     """
 
     def __init__(
@@ -120,6 +123,8 @@ class Run:
         served: ServedModel,
         thread_id: str | None,
         on_end: Callable[[], None],
+        *,
+        tokens: bool = True,
     ) -> None:
         self.served = served
         self.thread_id = thread_id
@@ -138,7 +143,9 @@ class Run:
         self.tokens = 0
         self._ended = False
         self._queue: asyncio.Queue[Event | BaseException | _Cancelled | None] = asyncio.Queue()
-        events = stream_moa(served.graph, {"messages": messages}, config, context=options)
+        events = stream_moa(
+            served.graph, {"messages": messages}, config, context=options, tokens=tokens
+        )
         self._task = asyncio.create_task(self._produce(events), name=f"moa run {served.name}")
         self._task.add_done_callback(lambda _: on_end())
 

@@ -14,9 +14,10 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Durability
+from langgraph.types import Durability, StreamMode
 
 from moa_graph.graph import AGGREGATOR_TAG
+from moa_graph.reliability import SHOWN_TAGS
 from moa_graph.secrets import StreamRedactor
 from moa_graph.state import ProgressEvent
 
@@ -52,6 +53,7 @@ async def stream_moa(
     *,
     context: Any = None,
     durability: Durability | None = None,
+    tokens: bool = True,
 ) -> AsyncIterator[Event]:
     """Run a compiled MoA graph and yield its progress, answer tokens and result.
 
@@ -62,6 +64,13 @@ async def stream_moa(
         context: The run's context, for graphs with a ``context_schema``.
         durability: When a checkpointer saves ("sync" makes each finished node's
             output durable before the run goes on, so a killed run loses nothing).
+        tokens: Whether the caller sends the answer's tokens on as they come (to
+            a terminal, an SSE client): they then count as shown, and an answer
+            whose stream breaks after one is not retried, as a retry's text would
+            follow it. False, for a caller that wants the answer whole, yields no
+            :class:`Token`: a broken stream is retried like any transient fault and
+            the answer is the retry's alone. Proposers' tokens are never yielded,
+            so they never count as shown.
 
     Yields:
         :class:`Progress` and :class:`Token` events as they happen, then one
@@ -71,12 +80,12 @@ async def stream_moa(
     """
     state: dict[str, Any] = {}
     redactor = StreamRedactor()
+    modes: list[StreamMode] = ["custom", "messages", "values"] if tokens else ["custom", "values"]
+    config = config or {}
+    shown = {SHOWN_TAGS: (AGGREGATOR_TAG,)}  # the only tokens this yields
+    config = {**config, "configurable": {**config.get("configurable", {}), **shown}}
     parts: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
-        graph_input,
-        config,
-        context=context,
-        stream_mode=["custom", "messages", "values"],
-        durability=durability,
+        graph_input, config, context=context, stream_mode=modes, durability=durability
     )
     async for mode, payload in parts:
         if mode == "custom":

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -82,25 +81,6 @@ async def test_a_crashed_run_resumes_without_calling_finished_agents(saver: Any)
     assert out["messages"][-1].content == "agg says: Q?"
     assert [p.content for p in out["proposals"]] == [f"p{i} says: Q?" for i in (1, 2, 3)]
     assert dict(server.calls) == {"p1": 1, "p2": 1, "p3": 2, "agg": 1}
-
-
-async def test_a_write_cut_off_in_one_block_does_not_lock_the_file_for_the_next(
-    tmp_path: Path,
-) -> None:
-    # What a cancelled run leaves behind: a cursor of an uncommitted write, held by a
-    # reference cycle (the cancellation's traceback), so not freed on its own.
-    path = tmp_path / "runs.sqlite"
-    async with open_checkpointer(path) as saver:
-        await saver.conn.execute("BEGIN IMMEDIATE")
-        cursor = await saver.conn.execute("SELECT value FROM json_each('[1, 2]')")
-        await cursor.fetchone()  # one row of two: the statement is still running
-        cycle: list[Any] = [cursor]
-        cycle.append(cycle)
-        del cursor, cycle
-    other = sqlite3.connect(path, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" while the write lives
-    other.rollback()
-    other.close()
 
 
 async def test_bad_input_writes_nothing_through_the_cli(tmp_path: Path) -> None:

@@ -197,17 +197,17 @@ def test_the_path_shows_in_the_stream_events(staged) -> None:
         events = graph.stream({"messages": [HumanMessage("Q?")]}, stream_mode="custom")
         return [(e["event"], e.get("moa_agent", e.get("moa_reason"))) for e in events]
 
+    # A stage's agents start in parallel (threads, in a sync run), in no fixed order.
     config, _ = staged(AGREE, layers=2)
     started = [e for e in path(config) if e[0] in ("agent_started", "early_exit")]
-    assert started == [
-        ("agent_started", "a"),
-        ("agent_started", "b"),
-        ("early_exit", "2 of 2 proposals state the answer 42"),
-    ]
+    assert sorted(started[:2]) == [("agent_started", "a"), ("agent_started", "b")]
+    assert started[2:] == [("early_exit", "2 of 2 proposals state the answer 42")]
     config, _ = staged(DISAGREE, layers=2)
     events = path(config)
     assert "early_exit" not in [e[0] for e in events]
-    assert [agent for event, agent in events if event == "agent_started"] == ["a", "b", "c"] * 2
+    agents = [agent for event, agent in events if event == "agent_started"]
+    stages = [sorted(agents[0:2]), agents[2], sorted(agents[3:5]), agents[5]]
+    assert len(agents) == 6 and stages == [["a", "b"], "c", ["a", "b"], "c"]
     assert events[-2:][0] == ("aggregator_started", "agg")
 
 

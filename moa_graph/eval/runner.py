@@ -165,8 +165,16 @@ def _last_proposals(config: MoAConfig, state: dict[str, Any]) -> list[str]:
 
 
 def config_label(config: MoAConfig) -> str:
-    """Return the label results of a config are saved under: its name, or ``moa``."""
-    return config.name or "moa"
+    """Return the label results of a config are saved under: its name, or ``moa``.
+
+    Raises:
+        ConfigError: The name holds a path (``../x``), which would put the results
+            outside their folder. (A config file's name is checked when loaded.)
+    """
+    label = config.name or "moa"
+    if Path(label).name != label or label in (".", "..") or "\\" in label:
+        raise ConfigError(f"invalid config name {label!r}: it names a results file, not a path")
+    return label
 
 
 async def run_evals(
