@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 
-from moa_graph import early_exit, nodes
+from moa_graph import early_exit, nodes, wasi_runtime
 from moa_graph.config import MoAConfig
 from moa_graph.early_exit import EXIT_NODE, Check
 from moa_graph.errors import InputError
@@ -174,8 +174,10 @@ def _add_node(
 
 def _start(first_layer: list[str], planner: Planner, read_options: OptionsReader) -> Any:
     def check_input(state: MoAState) -> list[str]:
-        plan = planner.plan(read_options(get_runtime().context))
-        nodes.check_plan(plan, state["messages"])
+        options = read_options(get_runtime().context)
+        nodes.check_plan(planner.plan(options), state["messages"])
+        if planner.run_config(options).check_code:
+            wasi_runtime.wasm_path()  # a missing sandbox fails now, before any model call
         return first_layer
 
     return check_input

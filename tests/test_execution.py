@@ -211,6 +211,7 @@ def test_without_the_runtime_a_check_is_a_one_line_error(
     prompt = "Write add.\n>>> add(1, 2)\n3\n"
     with pytest.raises(MoAError, match=r"^check_code needs the WebAssembly sandbox runtime"):
         graph.invoke({"messages": [("user", prompt)]})
+    assert [len(p.calls) for p in proposers] == [0, 0]  # refused before any model call
     (tmp_path / "python-3.12.0.wasm").write_bytes(b"\0asm" + bytes(26_267_200))
     with pytest.raises(wasi_runtime.SandboxUnavailableError, match="which is corrupted"):
         run_python("pass\n")
