@@ -165,7 +165,7 @@ def run_command(
             )
             asyncio.run(experiment)
         return
-    out = out / dataset
+    out = out / dataset.replace(":", "-")  # bfcl:simple_python -> bfcl-simple_python
     results = asyncio.run(run_evals(configs, dataset, out, **options.run_arguments()))
     _finish(dataset, results, out, options.prices, f"{dataset}", baseline)
 

@@ -263,7 +263,7 @@ def test_eval_run_bfcl_scores_tool_calls_and_resumes(tmp_path: Path, wheel: Path
     args = ["eval", "run", "bfcl:simple_python", "-c", str(_config(tmp_path, server.url))]
     done = moa(*args, "--out", str(tmp_path / "out"), "-n", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
-    out = tmp_path / "out" / "bfcl:simple_python"
+    out = tmp_path / "out" / "bfcl-simple_python"
     rows = {row["id"]: row for row in map(json.loads, (out / "loop.jsonl").open())}
     assert set(rows) == {first.id, second.id}
     assert rows[first.id]["correct"] is True and rows[second.id]["correct"] is False
