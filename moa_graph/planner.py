@@ -60,10 +60,6 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
     """
     where = f"agent '{candidate.spec.name}' ({candidate.spec.model_id})"
     runnable: Runnable[Any, Any] = candidate.model
-    if tools and candidate.spec.provider == "local":
-        # Measured: the local models write a call as JSON text, which llama.cpp does not
-        # parse as a tool call, even with tool_choice "required" (README, "MoA as a chat model").
-        raise InputError(f"{where} cannot call tools: the local models write tool calls as text")
     if tools:
         options: dict[str, Any] = {}
         if run.tool_choice is not None:

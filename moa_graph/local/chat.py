@@ -1,20 +1,27 @@
 """Chat models for ``local:NAME`` specs: ``ChatOpenAI`` pointed at the in-process server.
 
 The embedded runtime is reached the same way as any OpenAI-compatible endpoint
-(vLLM, Ollama, a remote ``llama-server``): only the base URL differs.
+(vLLM, Ollama, a remote ``llama-server``): only the base URL differs. Bound tools
+are the exception: the server takes none, so :class:`LocalChatModel` writes them
+into the prompt and reads calls out of the reply (:mod:`moa_graph.local.tools`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
 from moa_graph.connections import async_http_client
 from moa_graph.local.catalog import get_model
 from moa_graph.local.server import server_for
+from moa_graph.local.tools import ToolRequest
 
 _PLACEHOLDER_KEY = "local"  # the server checks no key, but the OpenAI client wants one
 
@@ -40,7 +47,7 @@ def chat_model(
         **params: Further ``ChatOpenAI`` settings (``timeout``, ``max_retries``, ...).
 
     Returns:
-        A ``ChatOpenAI`` on the server's ``/v1``.
+        A :class:`LocalChatModel` on the server's ``/v1``.
 
     Raises:
         UnknownModelError: No local model has that name.
@@ -68,4 +75,93 @@ def chat_model(
         # batch and one restored from the prompt cache, enough to flip a greedy choice;
         # a seeded request asks for repeatable answers, so it skips the cache.
         settings["extra_body"] = {"cache_prompt": False, **(params.get("extra_body") or {})}
-    return ChatOpenAI(**settings)
+    return LocalChatModel(**settings)
+
+
+class LocalChatModel(ChatOpenAI):
+    """``ChatOpenAI`` on the embedded server, with tools written into the prompt.
+
+    ``bind_tools`` is ``ChatOpenAI``'s; a call with tools writes them into the system
+    prompt in the model's own format, and a reply made of calls of them (bare,
+    fenced or tagged JSON, arguments valid against the tool's schema) comes back as
+    tool calls, anything else as text. ``tool_choice`` ``"required"`` or a named tool
+    constrains the reply to one valid call with llama.cpp's JSON-schema grammar.
+    While a streamed reply may still be calls, its tokens are held (empty tokens keep
+    time), so a call is never shown as text.
+    """
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        tools = ToolRequest.pop(kwargs)
+        if tools is None:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        tools.request(kwargs, self.extra_body)
+        result = super()._generate(tools.prompt(messages), stop, run_manager, **kwargs)
+        return tools.result(result)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        tools = ToolRequest.pop(kwargs)
+        if tools is None:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        tools.request(kwargs, self.extra_body)
+        result = await super()._agenerate(tools.prompt(messages), stop, run_manager, **kwargs)
+        return tools.result(result)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        tools = ToolRequest.pop(kwargs)
+        if tools is None:
+            yield from super()._stream(messages, stop, run_manager, **kwargs)
+            return
+        tools.request(kwargs, self.extra_body)
+        reading = tools.stream()
+        # No run manager below: the reading decides which tokens are reported.
+        for chunk in super()._stream(tools.prompt(messages), stop, None, **kwargs):
+            for passed, token in reading.take(chunk):
+                if run_manager:
+                    run_manager.on_llm_new_token(token, chunk=passed)
+                yield passed
+        for passed, token in reading.end():
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=passed)
+            yield passed
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        tools = ToolRequest.pop(kwargs)
+        if tools is None:
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                yield chunk
+            return
+        tools.request(kwargs, self.extra_body)
+        reading = tools.stream()
+        async for chunk in super()._astream(tools.prompt(messages), stop, None, **kwargs):
+            for passed, token in reading.take(chunk):
+                if run_manager:
+                    await run_manager.on_llm_new_token(token, chunk=passed)
+                yield passed
+        for passed, token in reading.end():
+            if run_manager:
+                await run_manager.on_llm_new_token(token, chunk=passed)
+            yield passed

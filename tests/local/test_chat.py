@@ -27,23 +27,3 @@ def test_moa_chat_on_local_tiny_answers_three_turns_and_exits(smollm2: str) -> N
     assert "error" not in done.stderr.lower()
     assert done.stdout.strip()
 
-
-@pytest.mark.local
-def test_a_local_mixture_asked_to_call_tools_says_it_cannot(smollm2: str) -> None:
-    """The local models write tool calls as JSON text; binding tools is a clear error."""
-    from langchain_core.tools import tool
-
-    from moa_graph import ChatMoA, InputError
-
-    @tool
-    def multiply(a: int, b: int) -> int:
-        """Multiply two integers."""
-        return a * b
-
-    model = ChatMoA("local-tiny").bind_tools([multiply])
-    with pytest.raises(InputError) as error:
-        model.invoke("What is 1234 times 5678?")
-    assert str(error.value) == (
-        "agent 'smollm2-135m' (local:smollm2-135m) cannot call tools: "
-        "the local models write tool calls as text"
-    )
