@@ -3,7 +3,11 @@
 The agent loop is LangChain's own (model -> tools -> model -> answer); the model is a
 mixture. Its proposers see the tools and the results so far and propose what to do;
 its aggregator, bound to the tools, decides: call a tool (a calculator, a search over
-the local documents) or answer.
+the local documents) or answer; where most proposals make the same call, that call is
+the answer without an aggregator call.
+
+Its preset is ``MOA_GRAPHS_PRESET`` when set, else :data:`AGENT_PRESET`, which runs
+offline (``moa models install``).
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from typing import Any
 from langchain.agents import create_agent
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.served import DEFAULT_PRESET, served_preset
+from graphs.served import served_preset
 from graphs.tools import TOOLS
 from moa_graph import ChatMoA, MoAConfig
+
+AGENT_PRESET = "local"
+"""The agent's preset unless ``MOA_GRAPHS_PRESET`` names another: offline, on
+Qwen2.5-Coder-1.5B, which writes calls of the tools it is given."""
 
 SYSTEM_PROMPT = (
     "Answer the user's question. Use the calculator for arithmetic and search the "
@@ -32,7 +40,7 @@ def build(config: MoAConfig | None = None, *, name: str = "moa_agent") -> Any:
         The compiled agent graph (``create_agent`` compiles it).
     """
     if config is None:
-        config = served_preset(os.environ.get("MOA_GRAPHS_PRESET", DEFAULT_PRESET))
+        config = served_preset(os.environ.get("MOA_GRAPHS_PRESET", AGENT_PRESET))
     return create_agent(ChatMoA(config), tools=TOOLS, system_prompt=SYSTEM_PROMPT, name=name)
 
 

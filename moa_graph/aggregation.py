@@ -12,6 +12,10 @@ r"""Aggregation strategies: how the aggregator turns the last layer's proposals 
   closest to all the others by word and word-pair overlap.
 - ``auto``: per prompt, from the proposals: a vote where they state final answers, the code
   check of ``consensus`` for code, and ``synthesize`` for any other text.
+
+With tools bound, ``vote``, ``consensus`` and ``auto`` vote on the calls the proposals
+write (:func:`voted_calls`) where most proposals are calls, and leave any other answer
+to the aggregator, bound to the tools; the other strategies let the aggregator decide.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 
-from moa_graph import agreement
+from moa_graph import agreement, tool_calls
 from moa_graph.code_check import examples_passed
 from moa_graph.prompts import build_messages
 
@@ -131,6 +135,29 @@ def voted(references: Sequence[str]) -> AIMessage:
     """Return the first proposal with the majority answer; no model is called."""
     _, count, index = majority(references)
     return _picked(references, index, "vote", moa_votes=count)
+
+
+def voted_calls(references: Sequence[str], tools: tool_calls.ToolSet | None) -> AIMessage | None:
+    """Return the tool calls most proposals make, or None when most make none.
+
+    Calls are equal when they name the same tool with equal arguments after parsing;
+    several calls of one proposal compare as a multiset; a tie goes to the first
+    proposal. No model is called.
+    """
+    found = None if tools is None else tool_calls.vote(references, tools)
+    if found is None:
+        return None
+    usage = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+    metadata = {
+        "moa_chosen": found.chosen,
+        "moa_strategy": "vote",
+        "moa_votes": found.votes,
+        "moa_callers": found.callers,
+        "finish_reason": "tool_calls",
+    }
+    return AIMessage(
+        content="", tool_calls=found.calls, usage_metadata=usage, response_metadata=metadata
+    )
 
 
 def _picked(references: Sequence[str], index: int, how: str, **metadata: Any) -> AIMessage:

@@ -11,10 +11,13 @@ the tools, decides the message (text or tool calls).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from jsonschema import validators
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -25,10 +28,18 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableMap,
+    RunnablePassthrough,
+)
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ConfigDict, PrivateAttr, ValidationError
 
@@ -100,33 +111,69 @@ class ChatMoA(BaseChatModel):
         *,
         include_raw: bool = False,
         attempts: int = 2,
+        method: Literal["function_calling", "json_schema"] = "function_calling",
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
         """Return a runnable whose output is ``schema`` validated, from the aggregator.
 
-        The aggregator answers by calling the schema as a tool; an answer that does
+        The aggregator answers by calling the schema as a tool (``function_calling``)
+        or in JSON under the schema given as ``response_format`` (``json_schema``; a
+        local aggregator follows it with llama.cpp's grammar); an answer that does
         not validate is asked for again, up to ``attempts`` runs of the mixture.
 
         Args:
             schema: A pydantic model, a TypedDict or a JSON schema.
             include_raw: Return the raw message and any parsing error too (no retries).
             attempts: Runs of the mixture before giving up.
+            method: How the aggregator is asked for the schema.
             **kwargs: Passed to LangChain's ``with_structured_output``.
 
         Raises:
             StructuredOutputError: (when invoked) no valid answer after ``attempts``.
         """
-        parsed = super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if method == "json_schema":
+            parsed = self._json_schema_output(schema, include_raw=include_raw)
+        else:
+            parsed = super().with_structured_output(schema, include_raw=include_raw, **kwargs)
         if include_raw:
             return parsed
         return _validated(parsed | RunnableLambda(_present), _schema_name(schema), attempts)
 
+    def _json_schema_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Return the mixture asked for ``schema`` as ``response_format``, then parsed."""
+        json_schema = convert_to_json_schema(schema)
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", _schema_name(schema))[:64] or "answer"
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": json_schema},
+        }
+        model = self.bind(response_format=response_format)
+        parser: Runnable[Any, Any] = (
+            PydanticOutputParser(pydantic_object=schema)
+            if isinstance(schema, type) and is_basemodel_subclass(schema)
+            else JsonOutputParser() | RunnableLambda(_matching(json_schema))
+        )
+        if not include_raw:
+            return model | parser
+        parsing = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        ).with_fallbacks(
+            [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
+        )
+        return RunnableMap(raw=model) | parsing
+
     def _options(self, kwargs: dict[str, Any]) -> RunOptions:
         tools = kwargs.get("tools")
         choice = kwargs.get("tool_choice")
+        response_format = kwargs.get("response_format")
         return RunOptions(
             tools=json.dumps(tools, sort_keys=True) if tools else None,
             tool_choice=json.dumps(choice) if choice is not None else None,
+            response_format=json.dumps(response_format, sort_keys=True)
+            if response_format
+            else None,
         )
 
     def _generate(
@@ -211,6 +258,19 @@ def _schema_name(schema: dict[str, Any] | type) -> str:
     if isinstance(schema, dict):
         return str(schema.get("title") or schema.get("name") or "the schema")
     return schema.__name__
+
+
+def _matching(schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """Return a check that a parsed answer is valid against a JSON ``schema``."""
+    validator = validators.validator_for(schema)(schema)
+
+    def check(value: Any) -> Any:
+        problem = next(iter(validator.iter_errors(value)), None)
+        if problem is not None:
+            raise OutputParserException(f"the answer does not match the schema: {problem.message}")
+        return value
+
+    return check
 
 
 def _present(value: Any) -> Any:

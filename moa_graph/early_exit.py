@@ -11,6 +11,10 @@ at the layer's proposals so far and decides, by the agreement the ``consensus`` 
   the later layers are skipped and the aggregator runs on this layer (``aggregate``);
 - otherwise the next stage, the next layer or the aggregator runs, as without checks.
 
+With tools bound, proposals agree when they make equal tool calls
+(:func:`moa_graph.tool_calls.vote`); the answer is then those calls, and any other
+agreement leaves the answer to the aggregator, which is bound to the tools.
+
 The decision is written to the state (``exit``, a :class:`~moa_graph.state.RunExit`)
 and to the progress events (``early_exit``) before the graph follows it, so a run
 stopped after a check resumes on its path. :mod:`moa_graph.graph` wires the nodes;
@@ -34,6 +38,7 @@ from moa_graph import agreement, code_check
 from moa_graph.config import EarlyExit
 from moa_graph.plan import AgentPlan
 from moa_graph.state import ExitedEarly, MoAState, Proposal, RunExit, user_turn
+from moa_graph.tool_calls import ToolSet, vote
 
 EXIT_NODE = "early_exit"
 """The node that answers with the agreed proposal when a check ends the run."""
@@ -104,19 +109,30 @@ class Agreement:
 
 
 def agreement_of(
-    policy: EarlyExit, proposals: Sequence[Proposal], prompt: str = "", *, check_code: bool = False
+    policy: EarlyExit,
+    proposals: Sequence[Proposal],
+    prompt: str = "",
+    *,
+    check_code: bool = False,
+    tools: ToolSet | None = None,
 ) -> Agreement | None:
     """Return the largest group of ``proposals`` that agree, or None below two answers.
 
     Stated final answers are voted on (ties to the first proposal, as ``consensus``
     does); with ``check_code``, code agrees when it passes every example in ``prompt``
     (unless ``agree`` is ``similar``); texts agree with the most agreed one when at least
-    ``min_similarity`` alike.
+    ``min_similarity`` alike. With ``tools``, only equal calls of them agree.
     """
     answered = [p for p in proposals if p.ok]
     texts = [p.content for p in answered]
     if len(texts) < 2:
         return None
+    if tools is not None:
+        calls = vote(texts, tools)
+        if calls is None:
+            return None
+        names = ", ".join(sorted({call["name"] for call in calls.calls}))
+        return Agreement(answered[calls.chosen].index, calls.votes, f"make equal calls of {names}")
     if check_code and policy.agree != "similar" and agreement.kind_of(texts) == "code":
         checked = _by_examples(prompt, texts)
         if checked is not None:
@@ -173,7 +189,13 @@ def unchanged(
 
 
 def decide(
-    policy: EarlyExit | None, state: MoAState, check: Check, depth: int, *, check_code: bool = False
+    policy: EarlyExit | None,
+    state: MoAState,
+    check: Check,
+    depth: int,
+    *,
+    check_code: bool = False,
+    tools: ToolSet | None = None,
 ) -> RunExit | None:
     """Return how the run leaves its layers at ``check``, or None to go on.
 
@@ -184,18 +206,20 @@ def decide(
         depth: The proposer layers of the run.
         check_code: Whether code agrees by passing the prompt's examples (the
             config's ``check_code``).
+        tools: The tools the answer may call: proposals then agree only on calls,
+            and a layer that did not change its answer does not stop the stack.
     """
     if policy is None:
         return None
     turn = user_turn(state["messages"])
     layer = _proposals(state, turn, check.layer)
     prompt = state["messages"][-1].text
-    found = agreement_of(policy, layer, prompt, check_code=check_code)
+    found = agreement_of(policy, layer, prompt, check_code=check_code, tools=tools)
     needed = max(2, math.ceil(policy.quorum * len(layer) - 1e-9))
     if found is not None and found.count >= needed:
         reason = f"{found.count} of {len(layer)} proposals {found.what}"
         return _record(turn, check, "answer", found.chosen, reason)
-    if check.last and policy.stop_unchanged and 1 < check.layer < depth:
+    if check.last and policy.stop_unchanged and tools is None and 1 < check.layer < depth:
         before = _proposals(state, turn, check.layer - 1)
         reason_or_none = unchanged(policy, check.layer, before, layer)
         if reason_or_none is not None:
@@ -204,10 +228,16 @@ def decide(
 
 
 def check_node(
-    policy: EarlyExit | None, state: MoAState, check: Check, depth: int, *, check_code: bool = False
+    policy: EarlyExit | None,
+    state: MoAState,
+    check: Check,
+    depth: int,
+    *,
+    check_code: bool = False,
+    tools: ToolSet | None = None,
 ) -> Any:
     """Run a check node: decide, announce a decision to leave, and record it."""
-    record = decide(policy, state, check, depth, check_code=check_code)
+    record = decide(policy, state, check, depth, check_code=check_code, tools=tools)
     if record is not None:
         get_stream_writer()(
             ExitedEarly(
@@ -244,8 +274,10 @@ def aggregator_of(agent: AgentPlan | None, state: MoAState) -> AgentPlan | None:
     return dataclasses.replace(agent, layer=record["layer"] + 1)
 
 
-def answer(state: MoAState) -> dict[str, Any]:
+def answer(state: MoAState, tools: ToolSet | None = None) -> dict[str, Any]:
     """Run the exit node: answer with the agreed proposal; ``usage`` sums the turn's calls.
+
+    With ``tools``, the agreed proposal's calls are the answer.
 
     Raises:
         RuntimeError: No check of the latest turn decided to answer.
@@ -270,7 +302,12 @@ def answer(state: MoAState) -> dict[str, Any]:
         "moa_exit_stage": record["stage"],
         "moa_exit_reason": record["reason"],
     }
-    message = AIMessage(chosen.content, usage_metadata=zero, response_metadata=metadata)
+    calls = None if tools is None else tools.parse(chosen.content)
+    if calls is not None:
+        metadata["finish_reason"] = "tool_calls"
+        message = AIMessage("", tool_calls=calls, usage_metadata=zero, response_metadata=metadata)
+    else:
+        message = AIMessage(chosen.content, usage_metadata=zero, response_metadata=metadata)
     return {"messages": [message], "usage": total}
 
 

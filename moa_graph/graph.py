@@ -38,7 +38,7 @@ from moa_graph.plan import (
     Slot,
     proposer_node,
 )
-from moa_graph.planner import Planner
+from moa_graph.planner import Planner, tool_set_of
 from moa_graph.state import MoAInput, MoAOutput, MoAState
 
 __all__ = [
@@ -101,7 +101,12 @@ def build_graph(
         builder.add_conditional_edges(START, _start(first, planner, read_options), first)
         for check in checks:
             _add_check(builder, check, planner, read_options)
-        answer = RunnableLambda(early_exit.answer, _async(early_exit.answer), name=EXIT_NODE)
+
+        def exit_answer(state: MoAState) -> dict[str, Any]:
+            options = read_options(get_runtime().context)
+            return early_exit.answer(state, tool_set_of(options))
+
+        answer = RunnableLambda(exit_answer, _async(exit_answer), name=EXIT_NODE)
         builder.add_node(EXIT_NODE, answer, metadata={"role": "early_exit"})
         builder.add_edge(EXIT_NODE, END)
     builder.add_edge(AGGREGATOR_NODE, END)
@@ -190,13 +195,22 @@ def _add_check(
     def deciding(state: MoAState) -> tuple[Callable[[], Any], bool]:
         """Return the check of this run, and whether it runs code (processes)."""
         options = read_options(get_runtime().context)
-        # An answer that must call tools or follow a format is the aggregator's to write.
-        bound = options.tools or options.response_format
+        # An answer that must follow a format is the aggregator's to write; with tools,
+        # only equal proposed calls end the run early.
         config = planner.run_config(options)
-        policy = None if bound else config.early_exit
-        runs_code = policy is not None and config.check_code
+        policy = None if options.response_format else config.early_exit
+        tools = tool_set_of(options)
+        if options.tools and tools is None:  # tool_choice "none": the aggregator answers
+            policy = None
+        runs_code = policy is not None and config.check_code and not options.tools
         return functools.partial(
-            early_exit.check_node, policy, state, check, depth(), check_code=config.check_code
+            early_exit.check_node,
+            policy,
+            state,
+            check,
+            depth(),
+            check_code=config.check_code,
+            tools=tools,
         ), runs_code
 
     def decide(state: MoAState) -> Any:

@@ -21,12 +21,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
 from moa_graph import reliability, tools
-from moa_graph.aggregation import STRATEGIES
+from moa_graph.aggregation import STRATEGIES, voted_calls
 from moa_graph.budget import fit_references
 from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
 from moa_graph.plan import AgentPlan, Candidate, MoAPlan
@@ -86,7 +93,8 @@ def _builder(
     """Return what builds the agent's prompt from its references.
 
     With tools bound, proposers get the conversation as plain text and a note on the
-    tools; the aggregator, bound to them, gets the conversation as it is.
+    tools; the aggregator, bound to them, gets the conversation as it is and a note
+    after the references that it may call them.
     """
     conversation: Sequence[BaseMessage] = state["messages"]
     if agent.tools and agent.role == "proposer":
@@ -94,7 +102,16 @@ def _builder(
         note = tools.describe_tools(agent.tools)
         system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
     build = STRATEGIES[agent.strategy].messages
-    return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
+    if agent.tool_set is None or agent.role != "aggregator":
+        return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
+
+    def noted(refs: Sequence[str]) -> list[BaseMessage]:
+        messages = build(conversation, refs, system_prompt, agent.aggregate_prompt)
+        if refs and isinstance(messages[0], SystemMessage):
+            messages[0] = SystemMessage(messages[0].text + tools.AGGREGATOR_TOOLS_NOTE)
+        return messages
+
+    return noted
 
 
 def check_layer(agent: AgentPlan, state: MoAState) -> None:
@@ -246,6 +263,10 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     """Return the answer of a strategy that needs no model call, or None to call the model."""
     if agent.role != "aggregator":
         return None
+    if agent.tools:  # calls are voted on; any other answer is the bound aggregator's
+        if agent.strategy == "synthesize":
+            return None
+        return voted_calls(references(agent, state), agent.tool_set)
     text = state["messages"][-1].text
     strategy = STRATEGIES[agent.strategy]
     return strategy.select(text, references(agent, state), agent.check_code)
@@ -253,7 +274,7 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
 
 async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     """Return what :func:`_selected` returns; a code check's processes run off the loop."""
-    if agent.role == "aggregator" and agent.check_code:
+    if agent.role == "aggregator" and agent.check_code and not agent.tools:
         return await asyncio.to_thread(_selected, agent, state)
     return _selected(agent, state)
 

@@ -22,6 +22,7 @@ from moa_graph.aggregation import Aggregation
 from moa_graph.config import AgentSpec
 from moa_graph.reliability import CallPolicy
 from moa_graph.state import AgentInfo
+from moa_graph.tool_calls import ToolSet
 
 AGGREGATOR_NODE = "aggregator"
 """Name of the aggregator's node."""
@@ -117,6 +118,8 @@ class AgentPlan:
         preset: The config's name, for traces.
         tools: The run's tools (OpenAI schemas): the aggregator is bound to them,
             proposers are told of them.
+        tool_set: The tools an answer may call (the run's ``tool_choice`` and
+            ``parallel_tool_calls`` applied); None when it may call none.
     """
 
     role: Literal["proposer", "aggregator"]
@@ -134,6 +137,7 @@ class AgentPlan:
     peers: tuple[str, ...]
     preset: str | None
     tools: tuple[dict[str, Any], ...] = ()
+    tool_set: ToolSet | None = None
 
     @property
     def spec(self) -> AgentSpec:

@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 
+from moa_graph.aggregation import Aggregation
 from moa_graph.budget import prompt_budget
 from moa_graph.config import AgentSpec, MoAConfig
 from moa_graph.errors import InputError
@@ -32,6 +33,10 @@ from moa_graph.plan import (
     proposer_node,
 )
 from moa_graph.reliability import CallPolicy, rate_limiter
+from moa_graph.tool_calls import ToolSet
+
+_CALL_VOTES = frozenset({"vote", "consensus", "auto"})
+"""Strategies that vote on proposed tool calls (the others leave calls to the aggregator)."""
 
 _PLANS_KEPT = 32  # distinct run options whose plans a graph keeps
 
@@ -75,6 +80,14 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
             raise InputError(f"{where} cannot take response_format: it is not OpenAI-compatible")
         runnable = runnable.bind(response_format=json.loads(run.response_format))
     return dataclasses.replace(candidate, bound=runnable)
+
+
+def tool_set_of(run: RunOptions) -> ToolSet | None:
+    """Return the tools a run's answer may call, or None when it binds none (or forbids calls)."""
+    if not run.tools:
+        return None
+    choice = json.loads(run.tool_choice) if run.tool_choice is not None else None
+    return ToolSet.of(json.loads(run.tools), choice, run.parallel_tool_calls)
 
 
 def with_depth(config: MoAConfig, depth: int) -> MoAConfig:
@@ -198,6 +211,12 @@ class Planner:
         bound_run = bool(tools or options.response_format)
         if aggregator and bound_run:
             candidates = tuple(bound(c, tools, options) for c in candidates)
+        tool_set = tool_set_of(options)
+        # Only a model can answer in a format; proposed calls can be voted on.
+        selects = not bound_run or (
+            not options.response_format and config.aggregation in _CALL_VOTES
+        )
+        strategy: Aggregation = config.aggregation if aggregator and selects else "synthesize"
         name = layer[index].name or ""
         return AgentPlan(
             role="aggregator" if aggregator else "proposer",
@@ -206,8 +225,7 @@ class Planner:
             name=name,
             node=AGGREGATOR_NODE if aggregator else proposer_node(number, name),
             candidates=candidates,
-            # Only a model can call tools or answer in a format; a selection cannot.
-            strategy=config.aggregation if aggregator and not bound_run else "synthesize",
+            strategy=strategy,
             aggregate_prompt=config.aggregate_prompt,
             check_code=config.check_code,
             min_proposals=config.min_proposals,
@@ -216,6 +234,7 @@ class Planner:
             peers=tuple(agent.name or "" for agent in layer),
             preset=config.name,
             tools=tools,
+            tool_set=tool_set,
         )
 
     def _candidate(

@@ -1,7 +1,8 @@
 """Tools in a mixture: what proposers are told, and a conversation every agent can take.
 
 Only the aggregator is bound to the tools and may call them. Proposers see the
-tools' descriptions in their system prompt and propose what to do; earlier tool
+tools' descriptions in their system prompt and propose what to do, a call as the JSON
+object :mod:`moa_graph.tool_calls` reads (so equal proposed calls can be voted on); earlier tool
 calls and their results reach them as plain text, which every chat model takes
 (a model without tool support would refuse ``tool`` messages).
 """
@@ -16,10 +17,18 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 TOOLS_PROMPT = (
     "The assistant that gives the final answer can call these tools:\n{tools}\n\n"
-    "Say what it should do next: answer directly, or call a tool (name it and give "
-    "its arguments as JSON)."
+    "Say what it should do next: answer directly, or call tools. To call tools, reply "
+    'with the calls only, each a JSON object {{"name": <tool name>, "arguments": '
+    "<arguments as a JSON object>}}."
 )
 """Put in every proposer's system prompt when tools are bound; ``{tools}`` is filled in."""
+
+
+AGGREGATOR_TOOLS_NOTE = (
+    "\n\nIf a tool is needed, your whole reply is the tool call JSON, with no other text."
+)
+"""Put after the aggregator's references when it is bound to tools. Without it, the
+local 1.5B aggregator wrote its call inside prose under the synthesis prompt."""
 
 
 def describe_tools(tools: Sequence[dict[str, Any]]) -> str:

@@ -26,4 +26,3 @@ def test_moa_chat_on_local_tiny_answers_three_turns_and_exits(smollm2: str) -> N
     assert len([line for line in done.stderr.splitlines() if line.startswith("agg ")]) >= 3
     assert "error" not in done.stderr.lower()
     assert done.stdout.strip()
-
