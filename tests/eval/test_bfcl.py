@@ -286,3 +286,25 @@ def test_eval_run_bfcl_refuses_an_unknown_subset_in_one_line(tmp_path: Path) -> 
         "error: unknown BFCL subset 'java' (known: simple_python, multiple, parallel, "
         "parallel_multiple, irrelevance, live_simple)"
     ]
+
+
+def test_a_question_with_a_system_message_is_asked_with_it(tmp_path: Path, wheel: Path) -> None:
+    import asyncio
+
+    from moa_graph.config import MoAConfig
+    from moa_graph.eval.runner import run_eval
+
+    item = _items("live_simple")["live_simple_58-27-0"]
+    with serve(lambda request: "text") as running:
+        agent = {"model": "openai:omega", "base_url": running.url}
+        config = MoAConfig.model_validate(
+            {"name": "one", "layers": [[{**agent, "model": "openai:alpha"}]], "aggregator": agent}
+        )
+        (result,) = asyncio.run(
+            run_eval(config, "bfcl:live_simple", tmp_path, items=[item], progress=False)
+        )
+    (request,) = [r for r in running.requests if r["model"] == "omega"]
+    assert request["messages"][0]["role"] == "system"
+    assert item.meta["system"].strip() in request["messages"][0]["content"]
+    assert request["messages"][-1]["content"] == item.turns[0]
+    assert result.calls and result.calls[0]["name"] == item.meta["tools"][0]["function"]["name"]
