@@ -18,15 +18,17 @@ names=("$@")
 # single first: its greedy call is the mixtures' greedy proposer (seed 0), paid once.
 [ ${#names[@]} -gt 0 ] || names=(single local synthesize-3)
 configs=()
+# Pair with the 1.5B alone when it is among the configurations run.
+if [[ " ${names[*]} " == *" single "* ]]; then configs+=(--baseline single); fi
 for name in "${names[@]}"; do
-  file="$here/$name.yaml"
-  [ -f "$here/bfcl/$name.yaml" ] && file="$here/bfcl/$name.yaml"
+  file="$here/bfcl/$name.yaml"  # the study's own configs, else the local study's
+  if [ ! -f "$file" ]; then file="$here/$name.yaml"; fi
   configs+=(-c "$file")
 done
 for part in $parts; do
   offset=0; [ "$part" = held-out ] && offset=$N
   for subset in ${SUBSETS:-simple_python multiple parallel irrelevance}; do
     nice -n 10 "${moa[@]}" eval run "bfcl:$subset" "${configs[@]}" --out "$OUT/$part" \
-      --offset "$offset" --limit "$N" --seed 0 -j 2 --no-progress --baseline single
+      --offset "$offset" --limit "$N" --seed 0 -j 2 --no-progress
   done
 done
