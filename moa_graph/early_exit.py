@@ -302,7 +302,7 @@ def answer(state: MoAState, tools: ToolSet | None = None) -> dict[str, Any]:
         "moa_exit_stage": record["stage"],
         "moa_exit_reason": record["reason"],
     }
-    calls = None if tools is None else tools.parse(chosen.content)
+    calls = None if tools is None else tools.proposed(chosen.content)
     if calls is not None:
         metadata["finish_reason"] = "tool_calls"
         message = AIMessage("", tool_calls=calls, usage_metadata=zero, response_metadata=metadata)

@@ -7,8 +7,14 @@ fenced code block or in ``<tool_call>`` tags (a JSON list of them too), each nam
 tool the caller bound, with arguments valid against that tool's JSON schema. Anything
 else is text: prose around a call, a made-up tool name, arguments that do not validate.
 
-Reading is linear in the reply's size: the reply is scanned once, left to right, and
-each JSON value is decoded once where it starts.
+A *proposal* is advice to the aggregator, and proposers write their calls inside prose
+("I will use the calculator: ```json {...}```"; the local 1.5B did so in all three
+proposals asked "What is 17 times 23?"). So the calls a proposal proposes are every call
+object in it, wherever it stands (:meth:`ToolSet.proposed`); it proposes none when one of
+them is not a valid call of a bound tool.
+
+Reading is linear in the text's size: it is scanned once, left to right, and no
+character is decoded as JSON twice.
 
 Two calls are equal when they name the same tool with equal arguments after parsing:
 the order of keys and the writing of numbers (``17`` and ``17.0``) do not matter.
@@ -17,7 +23,9 @@ Several calls in one reply compare as a multiset.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
 import uuid
 from collections import Counter
@@ -31,17 +39,14 @@ from langchain_core.messages import ToolCall
 from langchain_core.messages.tool import tool_call
 
 _SPACE = re.compile(r"\s*")
+_STRUCTURE = re.compile(r'[{}"\\]')
 _FENCE_OPEN = re.compile(r"```[A-Za-z0-9_-]*")
 _OPEN_TAG = "<tool_call>"
 _CLOSE_TAG = "</tool_call>"
 _FENCE = "```"
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_DECODER = json.JSONDecoder()  # NaN and Infinity decode, and make no valid call
 
 
 class _NotCalls(Exception):
@@ -111,6 +116,28 @@ class ToolSet:
             return None
         return calls
 
+    def proposed(self, text: str) -> list[ToolCall] | None:
+        """Return the calls a proposal proposes, prose around them allowed, or None.
+
+        Every JSON object in ``text`` with a ``name`` and ``arguments`` (or
+        ``parameters``) is a call; None when there is none, when one is not a valid call
+        of a bound tool, or when there are several and parallel calls are off.
+        Linear in ``len(text)``.
+        """
+        calls: list[ToolCall] = []
+        for item in _objects_in(text):
+            if not isinstance(item, dict) or "name" not in item:
+                continue
+            if not {"arguments", "parameters"} & set(item):
+                continue
+            call = self._call(item)
+            if call is None:
+                return None
+            calls.append(call)
+        if not calls or (len(calls) > 1 and not self.parallel):
+            return None
+        return calls
+
     def _call(self, item: Any) -> ToolCall | None:
         if not isinstance(item, dict) or not set(item) <= {"name", "arguments", "parameters"}:
             return None
@@ -122,6 +149,8 @@ class ToolSet:
             except (ValueError, RecursionError):
                 return None
         if not isinstance(name, str) or name not in self.schemas or not isinstance(arguments, dict):
+            return None
+        if not _finite(arguments):
             return None
         if not self._valid(name, arguments):
             return None
@@ -184,6 +213,38 @@ def _json_values(text: str) -> list[Any]:
     return values
 
 
+def _objects_in(text: str) -> list[Any]:
+    """Return the JSON objects standing anywhere in ``text``, outermost only, in order.
+
+    One pass finds the balanced ``{...}`` spans (braces in strings do not count; a
+    quote outside braces is prose), then each span is decoded once: linear in
+    ``len(text)``. Decoding from every ``{`` instead would be quadratic, and so would
+    resuming after each failure (a ``JSONDecodeError`` counts the lines before it).
+    """
+    found: list[Any] = []
+    depth, start, in_string, escaped_until = 0, 0, False, -1
+    for mark in _STRUCTURE.finditer(text):
+        at, char = mark.start(), mark.group()
+        if at < escaped_until:
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_until = at + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = depth > 0
+        elif char == "{":
+            start = at if depth == 0 else start
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                with contextlib.suppress(ValueError, RecursionError):
+                    found.append(_DECODER.decode(text[start : at + 1]))
+    return found
+
+
 def _skip(text: str, position: int) -> int:
     return _SPACE.match(text, position).end()  # type: ignore[union-attr]
 
@@ -201,6 +262,17 @@ def _decode(text: str, position: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, position)
     except (ValueError, RecursionError):
         raise _NotCalls from None
+
+
+def _finite(value: Any) -> bool:
+    """Whether a decoded JSON value holds no NaN or infinity (which JSON has not)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
 
 
 def canonical(value: Any) -> Any:
@@ -247,11 +319,11 @@ class CallVote:
 
 
 def vote(texts: Sequence[str], tools: ToolSet) -> CallVote | None:
-    """Return the calls most proposals make, or None when most proposals make none.
+    """Return the calls most proposals propose, or None when most propose none.
 
-    Ties go to the calls made first, so the first (greedy) proposal wins a tie.
+    Ties go to the calls proposed first, so the first (greedy) proposal wins a tie.
     """
-    parsed = [tools.parse(text) for text in texts]
+    parsed = [tools.proposed(text) for text in texts]
     keys = [None if calls is None else calls_key(calls) for calls in parsed]
     counts = Counter(key for key in keys if key is not None)
     callers = counts.total()

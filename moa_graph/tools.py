@@ -17,9 +17,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 TOOLS_PROMPT = (
     "The assistant that gives the final answer can call these tools:\n{tools}\n\n"
-    "Say what it should do next: answer directly, or call tools. To call tools, reply "
-    'with the calls only, each a JSON object {{"name": <tool name>, "arguments": '
-    "<arguments as a JSON object>}}."
+    "Say what it should do next: answer directly, or call tools. If a tool is needed, your "
+    'whole reply is the tool call JSON, {{"name": <tool name>, "arguments": <arguments as a '
+    'JSON object>}}, one object per call, with no other text.'
 )
 """Put in every proposer's system prompt when tools are bound; ``{tools}`` is filled in."""
 

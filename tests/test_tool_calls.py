@@ -172,3 +172,33 @@ def test_a_tie_goes_to_the_first_proposal() -> None:
 def test_no_vote_when_most_proposals_make_no_call() -> None:
     texts = [CALL.format(a=1, b=2), "It is 2.", "The product is 2."]
     assert vote(texts, tools()) is None
+
+
+def test_a_proposal_proposes_the_calls_in_its_prose() -> None:
+    proposal = (
+        "To compute it I will use the calculator tool. Here is the call:\n"
+        '```json\n{"name": "multiply", "arguments": {"a": 17, "b": 23}}\n```\n'
+        "Then the result: 391."
+    )
+    assert tools().parse(proposal) is None  # as a reply: text
+    calls = tools().proposed(proposal)
+    assert calls is not None and [(c["name"], c["args"]) for c in calls] == [
+        ("multiply", {"a": 17, "b": 23})
+    ]
+    assert tools().proposed('I would {"name": "say_hello", "arguments": {}} first.') is None
+    assert tools().proposed('The point {"x": 1} and {"name": "multiply"} are no calls.') is None
+    assert tools().proposed("It is 391.") is None
+
+
+def test_finding_calls_in_prose_is_linear() -> None:
+    hostile = [
+        '{"a": "' * 100_000,
+        "{" + '"x": 1, ' * 100_000,
+        '{"a": [' * 100_000,
+        "{ " * 200_000,
+        '{"name": "multiply", "arguments": {"a": NaN, "b": 1}} ' * 20_000,
+    ]
+    started = time.perf_counter()
+    for text in hostile:
+        assert tools().proposed(text) is None
+    assert time.perf_counter() - started < 5

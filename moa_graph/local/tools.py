@@ -43,7 +43,10 @@ TOOLS_BLOCK = (
     "<tool_call></tool_call> XML tags:\n<tool_call>\n"
     '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
 )
-"""The tools part of the system prompt (Qwen2.5's template); ``{tools}`` is filled in."""
+"""The tools part of the system prompt as Qwen2.5's template writes it; ``{tools}`` is
+filled in, one JSON schema a line. The GGUF's template doubles the braces around the
+example call, and the 1.5B then copied them into its calls (``{{"name": ...}}``, measured),
+so the example is written with single braces here."""
 
 _CALL_STARTS = "{[`<"  # how a reply made of calls can start
 

@@ -63,9 +63,13 @@ def test_a_made_up_tool_stays_text_and_the_tools_block_is_the_models_own(qwen_1_
     url = server_for(get_model(qwen_1_5b)).base_url
     with httpx.Client(trust_env=False) as client:
         template = client.get(f"{url}/props").json()["chat_template"]
-    head, tail = TOOLS_BLOCK.split("{tools}")
-    assert head in template
-    assert tail.replace("{{", "{").replace("}}", "}").replace('"', '\\"') in template
+    head, tail = TOOLS_BLOCK.format(tools="{tools}").split("{tools}")
+    # The template holds them as string literals, escaped as JSON escapes them.
+    assert json.dumps(head)[1:-1] in template
+    example = '{"name": <function-name>, "arguments": <args-json-object>}'
+    assert example in tail  # the template doubles its braces, which the model then copies
+    doubled = tail.replace(example, "{" + example + "}")
+    assert json.dumps(doubled + "<|im_end|>")[1:-1] in template
 
 
 @pytest.mark.local
