@@ -21,6 +21,7 @@ import copy
 import functools
 import json
 import sys
+import threading
 import types
 import zipfile
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ _CHECKER_MODULES = (
     f"{_ROOT}.eval_checker.ast_eval.type_convertor.js_type_converter",
 )
 _MODEL_CONFIG = f"{_ROOT}.constants.model_config"
+# Loading swaps entries of sys.modules; scorers run in threads.
+_LOADING = threading.Lock()
 
 
 def bfcl_items(wheel: Path, subset: str) -> list[Item]:
@@ -220,19 +223,24 @@ def _modules(wheel: Path) -> dict[str, types.ModuleType]:
     used). Only the model handler table is replaced, as the module docstring explains.
     """
     names = [*_CHECKER_MODULES, _MODEL_CONFIG, _CHECKER]
-    saved = {name: sys.modules.get(name) for name in names}
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            loaded = {name: _execute(archive, name) for name in _CHECKER_MODULES}
-            sys.modules[_MODEL_CONFIG] = _model_config()
-            loaded[_CHECKER] = _execute(archive, _CHECKER)
-            return loaded
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    with _LOADING:
+        saved = {name: sys.modules.get(name) for name in names}
+        try:
+            return _execute_all(wheel)
+        finally:
+            for name, module in saved.items():
+                if module is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = module
+
+
+def _execute_all(wheel: Path) -> dict[str, types.ModuleType]:
+    with zipfile.ZipFile(wheel) as archive:
+        loaded = {name: _execute(archive, name) for name in _CHECKER_MODULES}
+        sys.modules[_MODEL_CONFIG] = _model_config()
+        loaded[_CHECKER] = _execute(archive, _CHECKER)
+        return loaded
 
 
 def _execute(archive: zipfile.ZipFile, name: str) -> types.ModuleType:
