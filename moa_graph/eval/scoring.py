@@ -1,4 +1,4 @@
-"""Exact scorers: final answers for GSM8K, MATH and MMLU; IFEval and HumanEval by their checks.
+"""Exact scorers: final answers (GSM8K, MATH, MMLU); IFEval, HumanEval and BFCL by their checks.
 
 Every benchmark's scorer turns a response into metrics (``{"accuracy": 1.0}``); the
 first metric of :data:`PRIMARY` decides whether an item counts as correct.
@@ -7,8 +7,9 @@ first metric of :data:`PRIMARY` decides whether an item counts as correct.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any
 
 from moa_graph.eval.items import Item
 
@@ -169,15 +170,28 @@ WEIGHTS = {"instruction_strict": "instructions", "instruction_loose": "instructi
 
 def has_scorer(dataset: str) -> bool:
     """Return whether a benchmark is scored exactly, without a judge."""
-    return dataset in _BY_REFERENCE or dataset in PRIMARY
+    return dataset in _BY_REFERENCE or dataset in PRIMARY or is_bfcl(dataset)
 
 
-def score(dataset: str, response: str, item: Item) -> Metrics | None:
+def is_bfcl(dataset: str) -> bool:
+    """Return whether a benchmark name is a BFCL subset (``bfcl:<subset>``)."""
+    return dataset.startswith("bfcl:")
+
+
+def score(
+    dataset: str, response: str, item: Item, calls: Sequence[dict[str, Any]] | None = None
+) -> Metrics | None:
     """Return a response's metrics on a benchmark item, or None without a scorer.
 
     HumanEval runs the code in a separate process (seconds): call it from a thread
-    in async code.
+    in async code. BFCL scores ``calls``, the answer's tool calls
+    (``{"name": ..., "arguments": {...}}``), not its text.
     """
+    if is_bfcl(dataset):
+        from moa_graph.eval.bfcl import score_bfcl
+        from moa_graph.eval.datasets import fetch_dataset_file
+
+        return score_bfcl(calls, item, fetch_dataset_file(dataset))
     if dataset in _BY_REFERENCE:
         if item.reference is None:
             return None

@@ -73,7 +73,7 @@ def test_bad_input_is_one_line(tmp_path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: unknown dataset 'gsm9k' "
-        "(known: mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval, humaneval)"
+        "(known: mt-bench, alpaca-eval, gsm8k, math, mmlu, ifeval, humaneval, bfcl)"
     ]
     done = moa("eval", "experiment", "depth", "gsm8k", "-p", "local-tiny", "--out", str(tmp_path))
     assert done.returncode == 1

@@ -80,7 +80,7 @@ def test_unknown_dataset_is_a_clear_error() -> None:
     with pytest.raises(DatasetError, match="unknown dataset 'gsm9k'"):
         load_dataset("gsm9k")
     assert set(DATASETS) == {
-        "mt-bench", "alpaca-eval", "gsm8k", "math", "mmlu", "ifeval", "humaneval"
+        "mt-bench", "alpaca-eval", "gsm8k", "math", "mmlu", "ifeval", "humaneval", "bfcl"
     }  # fmt: skip
 
 
