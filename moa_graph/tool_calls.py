@@ -29,7 +29,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,16 +109,9 @@ class ToolSet:
             values = _json_values(text)
         except _NotCalls:
             return None
-        calls: list[ToolCall] = []
-        for value in values:
-            for item in value if isinstance(value, list) else [value]:
-                call = self._call(item)
-                if call is None:
-                    return None
-                calls.append(call)
-        if not calls or (len(calls) > 1 and not self.parallel):
-            return None
-        return calls
+        return self._calls(
+            item for value in values for item in (value if isinstance(value, list) else [value])
+        )
 
     def proposed(self, text: str) -> list[ToolCall] | None:
         """Return the calls a proposal proposes, prose around them allowed, or None.
@@ -128,12 +121,16 @@ class ToolSet:
         of a bound tool, or when there are several and parallel calls are off.
         Linear in ``len(text)``.
         """
+        return self._calls(
+            item
+            for item in _objects_in(text)
+            if isinstance(item, dict) and "name" in item and {"arguments", "parameters"} & set(item)
+        )
+
+    def _calls(self, items: Iterable[Any]) -> list[ToolCall] | None:
+        """Return the items as calls: None if one is no valid call, or none or too many."""
         calls: list[ToolCall] = []
-        for item in _objects_in(text):
-            if not isinstance(item, dict) or "name" not in item:
-                continue
-            if not {"arguments", "parameters"} & set(item):
-                continue
+        for item in items:
             call = self._call(item)
             if call is None:
                 return None

@@ -19,19 +19,8 @@ from langchain_core.messages.tool import tool_call
 from langchain_core.outputs import ChatGenerationChunk
 
 from moa_graph.local.tools import TOOLS_BLOCK, ToolRequest, as_text
+from tests.tool_schemas import MULTIPLY
 
-MULTIPLY = {
-    "type": "function",
-    "function": {
-        "name": "multiply",
-        "description": "Multiply two integers.",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-        },
-    },
-}
 ADD = {**MULTIPLY, "function": {**MULTIPLY["function"], "name": "add"}}  # type: ignore[dict-item]
 
 

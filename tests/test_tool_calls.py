@@ -8,30 +8,7 @@ from typing import Any
 import pytest
 
 from moa_graph.tool_calls import ToolSet, calls_key, vote
-
-MULTIPLY = {
-    "type": "function",
-    "function": {
-        "name": "multiply",
-        "description": "Multiply two integers.",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-        },
-    },
-}
-SEARCH = {
-    "type": "function",
-    "function": {
-        "name": "search_docs",
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string"}},
-            "required": ["query"],
-        },
-    },
-}
+from tests.tool_schemas import MULTIPLY, SEARCH
 
 
 def tools(**options: Any) -> ToolSet:
