@@ -20,7 +20,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from moa_graph import MoAConfig
-from moa_graph.prompts import AGGREGATE_PROMPT, format_references
+from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent / "docs" / "benchmarks"

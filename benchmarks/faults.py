@@ -47,8 +47,8 @@ import yaml
 from langchain_core.messages import HumanMessage
 
 from moa_graph import AGGREGATOR_TAG, MoAConfig, MoAError, create_moa
-from moa_graph.reliability import StreamBrokenError
-from moa_graph.streaming import Finished, stream_moa
+from moa_graph.calls.call import StreamBrokenError
+from moa_graph.run.streaming import Finished, stream_moa
 from tests.fault_server import (
     DROPPED,
     EMPTY,
@@ -314,7 +314,7 @@ def killed_runs(
             path.write_text(yaml.safe_dump(data))
             common = ["-c", str(path), "--thread", run, "--checkpoints", store, "--json"]
             process = subprocess.Popen(
-                [sys.executable, "-m", "moa_graph.cli", "ask", "Q?", *common],
+                [sys.executable, "-m", "moa_graph.cli.app", "ask", "Q?", *common],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -331,7 +331,7 @@ def killed_runs(
                 before = dict(server.calls)
             done_before = {m for m in answered() if m.startswith(f"{run}-")}
             result = subprocess.run(
-                [sys.executable, "-m", "moa_graph.cli", "ask", "--resume", *common],
+                [sys.executable, "-m", "moa_graph.cli.app", "ask", "--resume", *common],
                 capture_output=True,
                 text=True,
             )

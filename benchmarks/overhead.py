@@ -27,7 +27,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from benchmarks.common import AsyncioMoA, endpoint, machine, moa_config, save, summary
 from moa_graph import create_moa
-from moa_graph.streaming import Progress, Token, stream_moa
+from moa_graph.run.streaming import Progress, Token, stream_moa
 
 SHAPES = [(1, 3), (2, 6), (3, 6)]
 PROMPT = "Explain the Mixture-of-Agents method in two sentences."

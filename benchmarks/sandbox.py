@@ -1,4 +1,4 @@
-"""The WebAssembly sandbox of moa_graph.execution: HumanEval in it, and what a check costs.
+"""The WebAssembly sandbox of moa_graph.sandbox.execute: HumanEval in it, and what a check costs.
 
 * ``--canonical``: every HumanEval problem's canonical solution, scored by
   ``score_humaneval`` (the tests and ``check(entry_point)`` in the sandbox); all
@@ -33,9 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from moa_graph.code_check import examples_passed
 from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.humaneval import score_humaneval
+from moa_graph.strategies.code_check import examples_passed
 
 ADD_PROMPT = '''```python
 def add(a, b):
@@ -52,7 +52,7 @@ ADD_ANSWER = "```python\ndef add(a, b):\n    return a + b\n```"
 _TIMED = """
 import statistics, sys, time
 started = time.perf_counter()
-from moa_graph import code_check
+from moa_graph.strategies import code_check
 from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.humaneval import score_humaneval
 item = load_dataset("humaneval")[0]
@@ -114,7 +114,7 @@ def counts(files: list[Path]) -> None:
 
 
 def timing() -> None:
-    from moa_graph import wasi_runtime
+    from moa_graph.sandbox import runtime as wasi_runtime
 
     def fresh_process(cache: str) -> list[str]:
         env = {**os.environ, "MOA_GRAPH_CACHE": cache}

@@ -16,8 +16,8 @@ import statistics
 import time
 
 from benchmarks.common import endpoint, machine
-from moa_graph.config import AgentSpec
-from moa_graph.models import resolve_model
+from moa_graph.config.model import AgentSpec
+from moa_graph.graph.clients import resolve_model
 
 
 async def _per_call_ms(model: object, calls: int, stream: bool) -> float:

@@ -19,9 +19,9 @@ from langgraph.graph.state import CompiledStateGraph
 
 from graphs.served import DEFAULT_PRESET, served_moa, served_preset
 from moa_graph import MoAConfig
-from moa_graph.context import MoAContext
-from moa_graph.graph import check_conversation
-from moa_graph.models import resolve_model
+from moa_graph.graph.build import check_conversation
+from moa_graph.graph.clients import resolve_model
+from moa_graph.run.studio import MoAContext
 
 HARD_WORDS = re.compile(
     r"\b(why|how|explain|compare|prove|derive|design|plan|analy[sz]e|trade-?offs?|step by step)\b",

@@ -17,8 +17,8 @@ from langgraph.graph.state import CompiledStateGraph
 from graphs.documents import search
 from graphs.served import around_moa
 from moa_graph import MoAConfig
-from moa_graph.graph import check_conversation
-from moa_graph.state import MoAState
+from moa_graph.graph.build import check_conversation
+from moa_graph.graph.state import MoAState
 
 PASSAGES = 2
 """How many passages go in front of the question."""

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from graphs.served import around_moa
 from moa_graph import InputError, MoAConfig
-from moa_graph.config import describe_validation_error
-from moa_graph.state import MoAState
+from moa_graph.config.model import describe_validation_error
+from moa_graph.graph.state import MoAState
 
 
 class Review(BaseModel):

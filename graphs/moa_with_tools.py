@@ -28,7 +28,7 @@ from langgraph.graph.state import CompiledStateGraph
 from graphs.served import DEFAULT_PRESET, served_moa, served_preset
 from graphs.tools import TOOLS
 from moa_graph import AgentSpec, MoAConfig
-from moa_graph.models import resolve_model
+from moa_graph.graph.clients import resolve_model
 
 MAX_TOOL_ROUNDS = 3
 """Tool-calling rounds a proposer gets before it must answer."""

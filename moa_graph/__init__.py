@@ -5,76 +5,85 @@ Example:
     >>> graph = create_moa("local-tiny").compile()  # doctest: +SKIP
     >>> graph.invoke({"messages": [("user", "Name three primes.")]})  # doctest: +SKIP
 
-Names are imported on first use, so the command line starts without loading
-LangGraph.
+The public API is the table ``_EXPORTS`` below: each name and the module that defines
+it. Names are imported on first use, so the command line starts without LangGraph.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from moa_graph._lazy import lazy_exports
-
-if TYPE_CHECKING:
-    from moa_graph.config import AgentSpec, EarlyExit, MoAConfig
-    from moa_graph.config_files import load_config, save_config
-    from moa_graph.errors import ConfigError, InputError, MissingAPIKeyError, MoAError
-    from moa_graph.factory import create_moa
-    from moa_graph.graph import AGGREGATOR_NODE, AGGREGATOR_TAG, PROPOSER_TAG
-    from moa_graph.presets import list_presets, load_preset
-    from moa_graph.prompts import AGGREGATE_PROMPT
-    from moa_graph.state import MoAInput, MoAOutput, MoAState, ProgressEvent, Proposal, RunExit
+from collections.abc import Callable, Mapping
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "ChatMoA": "chat_model",
-    "AgentSpec": "config",
-    "EarlyExit": "config",
-    "MoAConfig": "config",
-    "load_config": "config_files",
-    "save_config": "config_files",
+    "AGGREGATE_PROMPT": "config.aggregate_prompt",
+    "AgentSpec": "config.agents",
+    "EarlyExit": "config.model",
+    "MoAConfig": "config.model",
+    "load_config": "config.files",
+    "save_config": "config.files",
+    "list_presets": "config.presets",
+    "load_preset": "config.presets",
     "ConfigError": "errors",
     "InputError": "errors",
     "MissingAPIKeyError": "errors",
     "MoAError": "errors",
-    "AGGREGATOR_NODE": "graph",
-    "AGGREGATOR_TAG": "graph",
-    "PROPOSER_TAG": "graph",
-    "create_moa": "factory",
-    "list_presets": "presets",
-    "load_preset": "presets",
-    "AGGREGATE_PROMPT": "prompts",
-    "MoAInput": "state",
-    "MoAOutput": "state",
-    "MoAState": "state",
-    "ProgressEvent": "state",
-    "Proposal": "state",
-    "RunExit": "state",
+    "AGGREGATOR_NODE": "graph.build",
+    "AGGREGATOR_TAG": "graph.build",
+    "PROPOSER_TAG": "graph.build",
+    "MoAInput": "graph.state",
+    "MoAOutput": "graph.state",
+    "MoAState": "graph.state",
+    "ProgressEvent": "graph.state",
+    "Proposal": "graph.state",
+    "RunExit": "graph.state",
+    "create_moa": "run.factory",
+    "ChatMoA": "run.chat_model",
 }
 
-__all__ = [
-    "AGGREGATE_PROMPT",
-    "AGGREGATOR_NODE",
-    "AGGREGATOR_TAG",
-    "PROPOSER_TAG",
-    "AgentSpec",
-    "ChatMoA",
-    "ConfigError",
-    "EarlyExit",
-    "InputError",
-    "MissingAPIKeyError",
-    "MoAConfig",
-    "MoAError",
-    "MoAInput",
-    "MoAOutput",
-    "MoAState",
-    "ProgressEvent",
-    "Proposal",
-    "RunExit",
-    "create_moa",
-    "list_presets",
-    "load_config",
-    "load_preset",
-    "save_config",
-]
+__all__ = list(_EXPORTS)
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+if TYPE_CHECKING:  # the same names, for type checkers; tests/test_public_api.py compares them
+    from moa_graph.config.agents import AgentSpec as AgentSpec
+    from moa_graph.config.aggregate_prompt import AGGREGATE_PROMPT as AGGREGATE_PROMPT
+    from moa_graph.config.files import load_config as load_config
+    from moa_graph.config.files import save_config as save_config
+    from moa_graph.config.model import EarlyExit as EarlyExit
+    from moa_graph.config.model import MoAConfig as MoAConfig
+    from moa_graph.config.presets import list_presets as list_presets
+    from moa_graph.config.presets import load_preset as load_preset
+    from moa_graph.errors import ConfigError as ConfigError
+    from moa_graph.errors import InputError as InputError
+    from moa_graph.errors import MissingAPIKeyError as MissingAPIKeyError
+    from moa_graph.errors import MoAError as MoAError
+    from moa_graph.graph.build import AGGREGATOR_NODE as AGGREGATOR_NODE
+    from moa_graph.graph.build import AGGREGATOR_TAG as AGGREGATOR_TAG
+    from moa_graph.graph.build import PROPOSER_TAG as PROPOSER_TAG
+    from moa_graph.graph.state import MoAInput as MoAInput
+    from moa_graph.graph.state import MoAOutput as MoAOutput
+    from moa_graph.graph.state import MoAState as MoAState
+    from moa_graph.graph.state import ProgressEvent as ProgressEvent
+    from moa_graph.graph.state import Proposal as Proposal
+    from moa_graph.graph.state import RunExit as RunExit
+    from moa_graph.run.chat_model import ChatMoA as ChatMoA
+    from moa_graph.run.factory import create_moa as create_moa
+
+
+def _lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """Return a module ``__getattr__`` (PEP 562) that imports each name from its module.
+
+    Args:
+        package: The package's ``__name__``.
+        exports: Each exported name and the submodule (relative) that defines it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module '{package}' has no attribute '{name}'")
+        return getattr(import_module(f"{package}.{module}"), name)
+
+    return __getattr__
+
+
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

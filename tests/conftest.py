@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from moa_graph import code_check
-from moa_graph.models import clear_model_cache
+from moa_graph.graph.clients import clear_model_cache
+from moa_graph.strategies import code_check
 from tests.fake_chat import FakeChatModel
 from tests.openai_server import FakeOpenAIServer, serve
 

@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def serve_command(*args: str) -> list[str]:
     """Return the command line of ``moa serve`` with ``args``."""
-    return [sys.executable, "-m", "moa_graph.cli", "serve", *args]
+    return [sys.executable, "-m", "moa_graph.cli.app", "serve", *args]
 
 
 @dataclass

@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from moa_graph import code_check
-from moa_graph.aggregation import (
+from moa_graph.run.factory import create_moa
+from moa_graph.sandbox.execute import run_python
+from moa_graph.strategies import code_check
+from moa_graph.strategies.aggregation import (
     chosen,
     final_answer,
     majority,
@@ -13,8 +15,6 @@ from moa_graph.aggregation import (
     vote_hint,
     voted,
 )
-from moa_graph.execution import run_python
-from moa_graph.factory import create_moa
 from tests.event_loop import longest_stall
 
 
@@ -212,7 +212,7 @@ def test_code_is_never_run_unless_asked(fake_model) -> None:
 
 
 def test_unknown_aggregation_is_a_config_error() -> None:
-    from moa_graph.config import config_from_data
+    from moa_graph.config.model import config_from_data
     from moa_graph.errors import ConfigError
 
     with pytest.raises(ConfigError, match="aggregation"):
@@ -220,7 +220,7 @@ def test_unknown_aggregation_is_a_config_error() -> None:
 
 
 def test_the_display_says_how_the_answer_came_about(fake_model) -> None:
-    from moa_graph.display import how_answered
+    from moa_graph.cli.display import how_answered
 
     voted_result, _ = _run(fake_model, ["The answer is 4", "#### 5", "The answer is 5"], "auto")
     assert how_answered(voted_result["messages"][-1]) == (

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from moa_graph.agreement import answer_majority, kind_of, most_agreed, similarity, stated_answer
+from moa_graph.strategies.agreement import (
+    answer_majority,
+    kind_of,
+    most_agreed,
+    similarity,
+    stated_answer,
+)
 
 
 @pytest.mark.parametrize(

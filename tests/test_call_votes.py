@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import tool
 
 from moa_graph import MoAConfig
-from moa_graph.chat_model import ChatMoA
-from moa_graph.config import EarlyExit
-from moa_graph.server import create_app
+from moa_graph.config.model import EarlyExit
+from moa_graph.run.chat_model import ChatMoA
+from moa_graph.server.app import create_app
 from tests.fake_chat import FakeChatModel
 
 Make = Callable[..., FakeChatModel]

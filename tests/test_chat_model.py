@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from pydantic import BaseModel
 
 from moa_graph import MoAConfig
-from moa_graph.chat_model import ChatMoA
+from moa_graph.run.chat_model import ChatMoA
 from tests.fake_chat import FakeChatModel
 
 Make = Callable[..., FakeChatModel]
@@ -196,7 +196,7 @@ async def test_structured_output_that_never_validates_is_one_clear_error(fake_mo
 
 
 def test_a_mixture_with_early_exit_leaves_tool_answers_to_the_aggregator(fake_model: Make) -> None:
-    from moa_graph.config import EarlyExit
+    from moa_graph.config.model import EarlyExit
 
     aggregator = fake_model("agg", reply=calls_person(name="Ada", age=36))
     same = [fake_model("p", reply=lambda m, msgs: "Ada, 36") for _ in range(3)]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from moa_graph import durable
-from moa_graph.durable import open_checkpointer
 from moa_graph.errors import ConfigError
+from moa_graph.run import checkpoints as durable
+from moa_graph.run.checkpoints import open_checkpointer
 from tests.test_cli import moa as run_moa
 
 

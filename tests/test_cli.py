@@ -18,7 +18,7 @@ def moa(
     environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     environment.update(env or {}, COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "moa_graph.cli", *args],
+        [sys.executable, "-m", "moa_graph.cli.app", *args],
         input=stdin,
         capture_output=True,
         text=True,

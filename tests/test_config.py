@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from moa_graph import AgentSpec, ConfigError, MoAConfig, load_config, save_config
-from moa_graph.config import config_from_data
+from moa_graph.config.model import config_from_data
 
 
 def test_bare_strings_are_agents_and_names_are_derived_and_suffixed() -> None:

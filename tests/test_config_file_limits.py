@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moa_graph.config_files import ALIAS_BUDGET, load_config
+from moa_graph.config.files import ALIAS_BUDGET, load_config
 from moa_graph.errors import ConfigError
 from moa_graph.eval.runner import config_label
 from tests.test_cli import moa as run_moa

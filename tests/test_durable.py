@@ -25,7 +25,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from moa_graph import create_moa
-from moa_graph.durable import open_checkpointer, thread_config
+from moa_graph.run.checkpoints import open_checkpointer, thread_config
 from tests.fault_server import fault_server, hang
 from tests.test_reliability import moa
 
@@ -106,7 +106,7 @@ def test_a_sigkilled_cli_run_resumes_without_repeating_calls(kind: str, tmp_path
         config_file = _config_file(tmp_path, server)
         args = ["ask", "Q?", "-c", config_file, "--thread", thread, "--checkpoints", location]
         process = subprocess.Popen(
-            [sys.executable, "-m", "moa_graph.cli", *args, "--json"],
+            [sys.executable, "-m", "moa_graph.cli.app", *args, "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_env(),
@@ -194,7 +194,7 @@ def _env() -> dict[str, str]:
 
 def _moa(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "moa_graph.cli", *args],
+        [sys.executable, "-m", "moa_graph.cli.app", *args],
         capture_output=True,
         text=True,
         env=_env(),

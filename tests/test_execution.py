@@ -1,4 +1,4 @@
-"""The WebAssembly sandbox of moa_graph.execution: how programs end, what they cannot reach.
+"""The WebAssembly sandbox of moa_graph.sandbox.execute: how programs end, what they cannot reach.
 
 The hostile programs sent through ``check_code`` itself are in test_sandbox_hostile.py.
 """
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from moa_graph import execution, wasi_runtime
 from moa_graph.errors import MoAError
-from moa_graph.execution import ExecutionResult, run_python
-from moa_graph.factory import create_moa
+from moa_graph.run.factory import create_moa
+from moa_graph.sandbox import execute as execution
+from moa_graph.sandbox import runtime as wasi_runtime
+from moa_graph.sandbox.execute import ExecutionResult, run_python
 
 
 def _peak_rss_mib() -> float:

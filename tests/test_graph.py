@@ -9,8 +9,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from moa_graph import AGGREGATE_PROMPT, AGGREGATOR_TAG, InputError, MoAConfig, create_moa
-from moa_graph.graph import AGGREGATOR_NODE, proposer_node
-from moa_graph.streaming import Finished, Progress, Token, stream_moa
+from moa_graph.graph.build import AGGREGATOR_NODE, proposer_node
+from moa_graph.run.streaming import Finished, Progress, Token, stream_moa
 from tests.fake_chat import FakeChatModel
 
 

@@ -18,7 +18,7 @@ from graphs import (
 )
 from graphs.tools import evaluate
 from moa_graph import InputError, MoAConfig
-from moa_graph.context import create_configurable_moa
+from moa_graph.run.studio import create_configurable_moa
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from moa_graph import AgentSpec, ConfigError, MissingAPIKeyError, MoAConfig
-from moa_graph.models import resolve_model
-from moa_graph.planner import Planner
+from moa_graph.graph.clients import resolve_model
+from moa_graph.graph.planner import Planner
 
 
 def test_missing_key_names_the_variable() -> None:
@@ -67,7 +67,7 @@ def test_model_instances_are_used_as_they_are(fake_model) -> None:
 
 
 def test_the_client_cache_keeps_only_recent_settings() -> None:
-    from moa_graph import models
+    from moa_graph.graph import clients as models
 
     agent = AgentSpec(model="openai:m", base_url="http://127.0.0.1:9/v1")
     first = resolve_model(agent, temperature=0.0, max_tokens=8)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from moa_graph import ConfigError, MoAConfig, create_moa, list_presets, load_preset
-from moa_graph.graph import AGGREGATOR_NODE, proposer_node
+from moa_graph.graph.build import AGGREGATOR_NODE, proposer_node
 
 PAPER_PROPOSERS = [
     "together:Qwen/Qwen1.5-110B-Chat",

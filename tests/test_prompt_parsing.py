@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from moa_graph import code_check
-from moa_graph.aggregation import final_answer
-from moa_graph.agreement import kind_of, stated_answer
-from moa_graph.code_check import EXAMPLE_SCAN_CHARS, code_blocks, prompt_examples
 from moa_graph.eval.humaneval import extract_code
-from moa_graph.factory import create_moa
+from moa_graph.run.factory import create_moa
+from moa_graph.strategies import code_check
+from moa_graph.strategies.aggregation import final_answer
+from moa_graph.strategies.agreement import kind_of, stated_answer
+from moa_graph.strategies.code_check import EXAMPLE_SCAN_CHARS, code_blocks, prompt_examples
 
 # --- the parsers as they were (backtracking; fine on small texts) ---------------------
 

@@ -19,9 +19,9 @@ import openai
 import pytest
 import yaml
 
-from moa_graph import secrets
-from moa_graph.chat_model import ChatMoA
-from moa_graph.secrets import REDACTED, StreamRedactor, redact_data
+from moa_graph.calls import secrets
+from moa_graph.calls.secrets import REDACTED, StreamRedactor, redact_data
+from moa_graph.run.chat_model import ChatMoA
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
 from tests.server_process import ServedMoA, moa_serve
 

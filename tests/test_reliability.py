@@ -12,8 +12,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from moa_graph import InputError, MoAConfig, create_moa
 from moa_graph.errors import ContextOverflowError, LayerError, ModelCallError
-from moa_graph.graph import check_input
-from moa_graph.streaming import Finished, stream_moa
+from moa_graph.graph.build import check_input
+from moa_graph.run.streaming import Finished, stream_moa
 from tests.fault_server import (
     BAD_REQUEST,
     DROPPED,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from moa_graph.factory import create_moa
+from moa_graph.run.factory import create_moa
 
 PROMPT = '''Write the function.
 ```python

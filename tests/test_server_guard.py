@@ -24,11 +24,11 @@ import yaml
 from starlette.datastructures import Headers
 from typer.testing import CliRunner
 
-from moa_graph.cli import app
-from moa_graph.config_files import load_config
+from moa_graph.cli.app import app
+from moa_graph.config.files import load_config
 from moa_graph.errors import ConfigError
-from moa_graph.server import create_app
-from moa_graph.server_guard import ClientGuard, allowed_hosts, guard_middleware
+from moa_graph.server.app import create_app
+from moa_graph.server.guard import ClientGuard, allowed_hosts, guard_middleware
 from tests.fault_server import UNAUTHORIZED, fault_server
 from tests.openai_server import FakeOpenAIServer, serve
 from tests.server_process import ServedMoA, free_port, moa_serve, serve_command

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from moa_graph.config import MoAConfig
-from moa_graph.durable import open_checkpointer
+from moa_graph.config.model import MoAConfig
 from moa_graph.errors import ConfigError
-from moa_graph.openai_api import BodyError, check_body
-from moa_graph.plan import AgentPlan
-from moa_graph.planner import Planner
-from moa_graph.server import check_bind, is_loopback, served_configs
-from moa_graph.server_models import ServedModel
+from moa_graph.graph.plan import AgentPlan
+from moa_graph.graph.planner import Planner
+from moa_graph.run.checkpoints import open_checkpointer
+from moa_graph.server.app import check_bind, is_loopback, served_configs
+from moa_graph.server.served import ServedModel
+from moa_graph.server.wire import BodyError, check_body
 from tests.fake_chat import FakeChatModel
 
 

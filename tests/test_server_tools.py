@@ -22,8 +22,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from moa_graph.config import MoAConfig
-from moa_graph.server import create_app
+from moa_graph.config.model import MoAConfig
+from moa_graph.server.app import create_app
 from tests.fake_chat import FakeChatModel
 from tests.openai_server import FakeOpenAIServer, serve
 from tests.server_process import ServedMoA, moa_serve

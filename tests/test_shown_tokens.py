@@ -24,7 +24,7 @@ from langchain_core.messages import HumanMessage
 
 from moa_graph import create_moa
 from moa_graph.errors import ModelCallError
-from moa_graph.streaming import Finished, Token, stream_moa
+from moa_graph.run.streaming import Finished, Token, stream_moa
 from tests.fault_server import Fault, dropped_after, fault_server, malformed_after
 from tests.openai_server import FakeOpenAIServer
 from tests.server_process import ServedMoA, moa_serve

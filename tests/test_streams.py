@@ -14,7 +14,7 @@ from langchain_core.messages import HumanMessage
 
 from moa_graph import create_moa
 from moa_graph.errors import ModelCallError
-from moa_graph.graph import AGGREGATOR_TAG
+from moa_graph.graph.build import AGGREGATOR_TAG
 from tests.fault_server import (
     UNAUTHORIZED,
     dropped_after,
@@ -211,7 +211,7 @@ def test_moa_chat_answers_five_turns_and_exits_at_once(tmp_path, ending) -> None
 def test_log_records_are_redacted(monkeypatch, caplog) -> None:
     import logging
 
-    from moa_graph import secrets
+    from moa_graph.calls import secrets
 
     monkeypatch.setenv("MOA_TEST_UPSTREAM_KEY", SENTINEL)
     secrets.register("MOA_TEST_UPSTREAM_KEY")

@@ -13,8 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from moa_graph import MoAConfig
-from moa_graph.chat_model import ChatMoA
 from moa_graph.errors import StructuredOutputError
+from moa_graph.run.chat_model import ChatMoA
 from tests.openai_server import FakeOpenAIServer
 
 

@@ -16,8 +16,8 @@ from langchain_core.messages import AIMessage
 from pydantic import BaseModel
 
 from moa_graph import MoAConfig
-from moa_graph.chat_model import ChatMoA
 from moa_graph.errors import StructuredOutputError
+from moa_graph.run.chat_model import ChatMoA
 from tests.fake_chat import FakeChatModel
 
 Make = Callable[..., FakeChatModel]

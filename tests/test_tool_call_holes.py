@@ -18,9 +18,9 @@ import pytest
 import yaml
 from langchain_core.messages import AIMessage
 
-from moa_graph.chat_model import ChatMoA
+from moa_graph.calls.replies import ToolCallError, checked
 from moa_graph.errors import ModelCallError
-from moa_graph.replies import ToolCallError, checked
+from moa_graph.run.chat_model import ChatMoA
 from tests import tool_replies
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
 from tests.server_process import ServedMoA, moa_serve

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from moa_graph.tool_calls import ToolSet, calls_key, vote
+from moa_graph.calls.tool_calls import ToolSet, calls_key, vote
 from tests.tool_schemas import MULTIPLY, SEARCH
 
 

@@ -10,7 +10,7 @@ import langsmith.utils
 import pytest
 from langchain_core.tracers.langchain import wait_for_all_tracers
 
-from moa_graph.factory import create_moa
+from moa_graph.run.factory import create_moa
 from tests.langsmith_server import FakeLangSmithServer, serve
 from tests.openai_server import FakeOpenAIServer
 

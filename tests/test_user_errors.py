@@ -25,14 +25,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from moa_graph import ConfigError, MoAConfig, load_config, load_preset
-from moa_graph.config import config_from_data
-from moa_graph.context import MoAContext, create_configurable_moa
-from moa_graph.display import ProgressTable, render_proposals, render_run
-from moa_graph.durable import default_checkpoints, open_checkpointer
+from moa_graph.cli.display import ProgressTable, render_proposals, render_run
+from moa_graph.config.model import config_from_data
+from moa_graph.config.presets import preset_data
 from moa_graph.errors import ModelCallError
-from moa_graph.presets import preset_data
-from moa_graph.state import Proposal
-from moa_graph.streaming import Event, Finished, Progress, Token
+from moa_graph.graph.state import Proposal
+from moa_graph.run.checkpoints import default_checkpoints, open_checkpointer
+from moa_graph.run.streaming import Event, Finished, Progress, Token
+from moa_graph.run.studio import MoAContext, create_configurable_moa
 from tests.test_cli import moa
 
 BASE: dict[str, Any] = {"layers": [["openai:a"]], "aggregator": "openai:a"}
@@ -52,7 +52,7 @@ def bad_name(name: str) -> str:
 def outside(tmp_path: Path) -> str:
     """A valid config file outside the presets, named relative to the presets folder."""
     (tmp_path / "outside.yaml").write_text(yaml.safe_dump(BASE))
-    presets = Path(str(resources.files("moa_graph") / "presets"))
+    presets = Path(str(resources.files("moa_graph.config.presets")))
     return os.path.relpath(tmp_path / "outside", presets)
 
 
@@ -77,7 +77,7 @@ def test_extends_inside_a_preset_is_checked(
     presets = tmp_path / "presets"
     presets.mkdir()
     (presets / "child.yaml").write_text("extends: ../outside\nmax_tokens: 9\n")
-    monkeypatch.setattr("moa_graph.presets._PRESETS", presets)
+    monkeypatch.setattr("moa_graph.config.presets._PRESETS", presets)
     with pytest.raises(ConfigError) as error:
         load_preset("child")
     assert str(error.value) == bad_name("../outside")

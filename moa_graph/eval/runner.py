@@ -21,15 +21,15 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from moa_graph.config import MoAConfig
+from moa_graph.config.model import MoAConfig
 from moa_graph.errors import ConfigError
-from moa_graph.eval.calls import SQLiteCallCache
+from moa_graph.eval.call_cache import SQLiteCallCache
 from moa_graph.eval.datasets import load_dataset
 from moa_graph.eval.items import Item
 from moa_graph.eval.scoring import is_correct, score
-from moa_graph.factory import create_moa
-from moa_graph.plan import RunOptions
-from moa_graph.state import RunExit
+from moa_graph.graph.plan import RunOptions
+from moa_graph.graph.state import RunExit
+from moa_graph.run.factory import create_moa
 
 
 class ItemResult(BaseModel):
@@ -258,7 +258,7 @@ async def run_eval(
         concurrency: Items answered at once.
         progress: Draw a progress bar on stderr.
         cache: Shared with other runs, it answers the repeatable calls (temperature 0
-            or seeded) they already made; see :func:`~moa_graph.graph.create_moa`.
+            or seeded) they already made; see :func:`~moa_graph.run.factory.create_moa`.
             Tokens and cost still count every call; wall time counts those made.
 
     Returns:

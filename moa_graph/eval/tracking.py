@@ -8,12 +8,12 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from moa_graph.config import MoAConfig
+from moa_graph.config.model import MoAConfig
 from moa_graph.errors import MoAError
 from moa_graph.eval.items import Item
 from moa_graph.eval.runner import config_label
 from moa_graph.eval.scoring import has_scorer, is_correct, score
-from moa_graph.factory import create_moa
+from moa_graph.run.factory import create_moa
 
 
 def langsmith_dataset(client: Any, dataset: str, items: Sequence[Item]) -> str:

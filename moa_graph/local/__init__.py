@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from moa_graph._lazy import lazy_exports
+from moa_graph import _lazy_exports
 
 if TYPE_CHECKING:
     from moa_graph.local.catalog import KNOWN_MODELS, LocalModel, get_model
@@ -68,4 +68,4 @@ __all__ = [
     "shutdown",
 ]
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

@@ -18,7 +18,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
-from moa_graph.connections import async_http_client
+from moa_graph.calls.http_pool import async_http_client
 from moa_graph.local.catalog import get_model
 from moa_graph.local.server import server_for
 from moa_graph.local.tools import ToolRequest

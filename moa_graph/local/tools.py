@@ -6,7 +6,7 @@ ignores a request's ``tools``. This module does what the model's own template do
 with them: the tools go into the system prompt in Qwen2.5's words (the ``# Tools``
 block of its template; SmolLM2's template has none and gets the same), earlier calls
 and results are written as ``<tool_call>`` and ``<tool_response>`` blocks, and a reply
-made of calls of the bound tools becomes tool calls (:class:`~moa_graph.tool_calls.ToolSet`).
+made of calls of the bound tools becomes tool calls (:class:`~moa_graph.calls.tool_calls.ToolSet`).
 Measured: the 1.5B writes its calls as fenced JSON rather than in the tags, which
 reads the same.
 
@@ -33,7 +33,7 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from moa_graph.tool_calls import ToolSet
+from moa_graph.calls.tool_calls import ToolSet
 
 TOOLS_BLOCK = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"

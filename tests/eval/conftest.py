@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from moa_graph.config import MoAConfig
+from moa_graph.config.model import MoAConfig
 from moa_graph.eval.datasets import Item
 from tests.fake_chat import FakeChatModel
 

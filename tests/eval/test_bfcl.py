@@ -291,7 +291,7 @@ def test_eval_run_bfcl_refuses_an_unknown_subset_in_one_line(tmp_path: Path) -> 
 def test_a_question_with_a_system_message_is_asked_with_it(tmp_path: Path, wheel: Path) -> None:
     import asyncio
 
-    from moa_graph.config import MoAConfig
+    from moa_graph.config.model import MoAConfig
     from moa_graph.eval.runner import run_eval
 
     item = _items("live_simple")["live_simple_58-27-0"]

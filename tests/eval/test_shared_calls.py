@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from moa_graph.config import MoAConfig
+from moa_graph.config.model import MoAConfig
 from moa_graph.eval.runner import run_evals
 from tests.openai_server import FakeOpenAIServer
 

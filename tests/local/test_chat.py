@@ -14,7 +14,7 @@ def test_moa_chat_on_local_tiny_answers_three_turns_and_exits(smollm2: str) -> N
     # Turn 2 used to fail (a pooled connection of turn 1's closed event loop) and the
     # process then hung at exit; a generous timeout, as the tiny model rambles on a busy CPU.
     done = subprocess.run(
-        [sys.executable, "-m", "moa_graph.cli", "chat", "-p", "local-tiny"],
+        [sys.executable, "-m", "moa_graph.cli.app", "chat", "-p", "local-tiny"],
         input="Say hi.\nName a color.\nName a fruit.\n",
         capture_output=True,
         text=True,

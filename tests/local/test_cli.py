@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from moa_graph.local.cli import app, preset_models
+from moa_graph.cli.models import app, preset_models
 
 runner = CliRunner()
 

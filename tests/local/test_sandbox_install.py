@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from moa_graph import execution, wasi_runtime
+from moa_graph.cli.models import app
 from moa_graph.local import wheels
 from moa_graph.local.catalog import WheelPart
-from moa_graph.local.cli import app
+from moa_graph.sandbox import execute as execution
+from moa_graph.sandbox import runtime as wasi_runtime
 
 runner = CliRunner()
 

@@ -1,0 +1,361 @@
+"""Reliable model calls: retries, progress timeouts and rate limits.
+
+A MoA run makes many calls; each goes through :func:`acall` (or :func:`call`),
+which waits for the provider's rate limit, bounds every attempt by a timeout,
+retries transient failures (429, 5xx, timeouts, dropped connections, garbled or
+empty replies) with exponential backoff and full jitter, honours ``Retry-After``,
+and fails at once on anything else (bad key, invalid request). Retrying is done
+here rather than in each provider's client so that it is the same for every
+provider and for model instances, and covers replies a client accepts as valid
+(an empty message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
+from langgraph.constants import TAG_NOSTREAM
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+)
+
+from moa_graph.calls import replies
+from moa_graph.calls.failures import EmptyReplyError, describe, is_transient, retry_after
+from moa_graph.errors import ModelCallError, StreamInterruptedError
+
+SHOWN_TAGS = "moa_shown_tags"
+"""Run config key (in ``configurable``): the tags of the calls whose tokens the caller
+shows, e.g. ``(AGGREGATOR_TAG,)``. A caller that streams ``messages`` but shows only
+some of them sets it; the other calls' tokens then count as never shown, so a broken
+stream of theirs is retried. Without it, every streamed call's tokens count as shown."""
+
+_limiters: dict[tuple[str, float], InMemoryRateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How one agent's calls are made.
+
+    Attributes:
+        timeout_s: Seconds one attempt may take in all, however lively.
+        first_token_s: Seconds an attempt may wait for its first token.
+        idle_s: Seconds an attempt may go between two tokens.
+        max_retries: Retries of a transient failure.
+        backoff_s: First backoff, doubled per retry.
+        max_backoff_s: Longest backoff.
+        max_retry_after_s: Longest ``Retry-After`` honoured.
+        rate_limiter: The provider's shared limiter, if it has a rate limit.
+    """
+
+    timeout_s: float
+    first_token_s: float
+    idle_s: float
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+    max_retry_after_s: float
+    rate_limiter: InMemoryRateLimiter | None = None
+
+
+def rate_limiter(provider: str, requests_per_second: float) -> InMemoryRateLimiter:
+    """Return the process-wide limiter of a provider at a given rate."""
+    with _limiters_lock:
+        key = (provider, requests_per_second)
+        if key not in _limiters:
+            _limiters[key] = InMemoryRateLimiter(
+                requests_per_second=requests_per_second,
+                check_every_n_seconds=min(0.05, 0.1 / requests_per_second),
+                max_bucket_size=1,
+            )
+        return _limiters[key]
+
+
+def _wait(policy: CallPolicy) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
+        backoff = random.uniform(0, ceiling)
+        error = state.outcome.exception() if state.outcome else None
+        after = retry_after(error) if error else None
+        return backoff if after is None else max(after, backoff)
+
+    return wait
+
+
+def _retrying(policy: CallPolicy, cls: type[Any]) -> Any:
+    def stop(state: RetryCallState) -> bool:
+        if state.attempt_number > policy.max_retries:
+            return True
+        error = state.outcome.exception() if state.outcome else None
+        after = retry_after(error) if error else None
+        return after is not None and after > policy.max_retry_after_s
+
+    return cls(
+        retry=retry_if_exception(is_transient),
+        stop=stop,
+        wait=_wait(policy),
+        reraise=True,
+    )
+
+
+class StreamBrokenError(Exception):
+    """A call failed after its tokens reached a streaming caller: never retried.
+
+    A retry cannot take back text already shown, and its own text would follow it.
+    """
+
+
+class DeadlinePassedError(Exception):
+    """The layer's deadline passed during a call: not worth another attempt."""
+
+
+class _Progress(BaseCallbackHandler):
+    """Times the tokens of one attempt, to tell a slow model from a stalled one.
+
+    Sync calls cannot be cancelled in-process, so there the handler itself ends a
+    late attempt at its next token (``raise_error``); a stream that sends nothing
+    more is ended by the client's read timeout.
+    """
+
+    raise_error = True
+    run_inline = True  # a thread hop per token would cost more than the bookkeeping
+
+    def __init__(self, policy: CallPolicy, deadline: float | None, *, sync: bool) -> None:
+        self.policy = policy
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.sync = sync
+        self.tokens = 0
+        self.last_token: float | None = None
+
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
+        self.last_token = time.monotonic()
+        if token:  # role, finish and usage chunks show nothing
+            self.tokens += 1
+        if self.sync and (late := self.overdue(self.last_token)):
+            raise self.late(late)
+
+    def late(self, reason: str) -> Exception:
+        """Return the error for an attempt that is late for ``reason``."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return DeadlinePassedError(reason)
+        return TimeoutError(reason)
+
+    def due(self) -> float:
+        """Return when the attempt is late if nothing more happens (monotonic)."""
+        if self.last_token is None:
+            lively = self.started + self.policy.first_token_s
+        else:
+            lively = self.last_token + self.policy.idle_s
+        limits = [lively, self.started + self.policy.timeout_s]
+        return min(limits if self.deadline is None else [*limits, self.deadline])
+
+    def overdue(self, now: float) -> str | None:
+        """Return why the attempt is late at ``now``, or None if it is not."""
+        if now < self.due():
+            return None
+        if self.deadline is not None and now >= self.deadline:
+            return "the layer deadline passed"
+        if now >= self.started + self.policy.timeout_s:
+            return f"no reply within {self.policy.timeout_s:g}s"
+        if self.last_token is None:
+            return f"no first token within {self.policy.first_token_s:g}s"
+        return f"no token for {self.policy.idle_s:g}s"
+
+
+def _streams_to_caller(config: RunnableConfig, merged: RunnableConfig) -> bool:
+    """Whether this call's tokens reach a caller that shows them as they come.
+
+    They do under ``stream_mode="messages"`` (or ``astream_events``) unless the call
+    is tagged ``nostream`` or the run's :data:`SHOWN_TAGS` leave it out. ``merged``
+    is ``config`` merged with the caller's (:func:`ensure_config`).
+    """
+    tags = [*(config.get("tags") or []), *merged.get("tags", [])]
+    if TAG_NOSTREAM in tags:
+        return False
+    shown = merged.get("configurable", {}).get(SHOWN_TAGS)
+    if shown is not None and not set(shown) & set(tags):
+        return False
+    callbacks = merged.get("callbacks")
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    # The test LangChain itself uses to decide whether a call streams.
+    return any(isinstance(h, _StreamingCallbackHandler) for h in handlers or [])
+
+
+def _watches_tokens(policy: CallPolicy) -> bool:
+    """Whether an async attempt's limits need the timing of its tokens.
+
+    A first-token or idle limit shorter than the overall one does. Without one, a
+    streamed attempt fails only where a reply that comes back whole does.
+    """
+    return min(policy.first_token_s, policy.idle_s) < policy.timeout_s
+
+
+def _streaming(model: Runnable[Any, Any], *, stream: bool = True) -> dict[str, Any]:
+    """Return the call arguments that make a model stream, with its token usage.
+
+    With ``stream`` False, ``stream=False``, LangChain's own opt-out: without it a
+    streaming handler in the callbacks (LangGraph's ``messages`` one, which ignores a
+    ``TAG_NOSTREAM`` call) makes LangChain stream anyway. A model set to stream by
+    itself (``streaming=True``) still does, asked for its usage as well.
+    """
+    if not stream and getattr(model, "streaming", False) is not True:
+        return {"stream": False}
+    # An OpenAI-family instance given in a config reports usage while streaming only
+    # when asked; the clients moa-graph builds itself are built asking.
+    if hasattr(model, "stream_usage") and not model.stream_usage:
+        return {"stream": True, "stream_usage": True}
+    return {"stream": True}
+
+
+def _checked(reply: Any, streamed: replies.StreamedCalls) -> AIMessage:
+    """Return the reply as :func:`moa_graph.calls.replies.checked` does, refusing an empty one."""
+    if not isinstance(reply, AIMessage):
+        raise TypeError(f"a chat model returned {type(reply).__name__}, not an AIMessage")
+    checked = replies.checked(reply, streamed)
+    if not checked.text.strip() and not checked.tool_calls:
+        raise EmptyReplyError("the model returned an empty reply")
+    return checked
+
+
+def _with_handlers(
+    config: RunnableConfig, merged: RunnableConfig, *handlers: BaseCallbackHandler
+) -> RunnableConfig:
+    """Return ``config`` with the caller's callbacks (from ``merged``) and ``handlers``."""
+    callbacks = merged.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        callbacks = callbacks.copy()
+        for handler in handlers:
+            callbacks.add_handler(handler, inherit=False)
+    else:
+        callbacks = [*(callbacks or []), *handlers]
+    return {**config, "callbacks": callbacks}
+
+
+def _broken(error: Exception, progress: _Progress, visible: bool) -> Exception:
+    """Return the error to raise for a failed attempt: unretryable once tokens were shown."""
+    if visible and progress.tokens:
+        return StreamBrokenError(
+            f"the answer broke off after {progress.tokens} streamed tokens "
+            f"({describe(error)}); not retried, as they were already shown"
+        )
+    return error
+
+
+def _failed(error: Exception) -> ModelCallError:
+    """Return the error a call that failed for good raises."""
+    if isinstance(error, StreamBrokenError):
+        return StreamInterruptedError(describe(error))
+    return ModelCallError(describe(error))
+
+
+async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
+    """Await ``task``, cancelling it when the attempt stops making progress.
+
+    A cancelled caller cancels it too: a client that hung up stops the upstream stream.
+    """
+    while True:
+        timeout = max(progress.due() - time.monotonic(), 0.0)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done:
+            return task.result()
+        if late := progress.overdue(time.monotonic()):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            raise progress.late(late)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One model call to make: the model, its prompt, its run config and its policy."""
+
+    model: Runnable[Any, Any]
+    messages: Sequence[BaseMessage]
+    config: RunnableConfig
+    policy: CallPolicy
+
+
+async def acall(request: Call, *, deadline: float | None = None) -> AIMessage:
+    """Make a call with its policy's rate limit, progress timeouts and retries.
+
+    The model streams when a caller streams its tokens or when the policy's progress
+    limits need them: an attempt fails when its first token, or the next one, is
+    later than the policy allows, or when it runs past its overall limit or
+    ``deadline`` (``time.monotonic()``). A slow but live stream is never cut short.
+    An attempt that fails after its tokens reached a streaming caller is not retried.
+
+    Raises:
+        ModelCallError: The call failed for good; the message says why.
+    """
+    policy, merged = request.policy, ensure_config(request.config)
+    visible = _streams_to_caller(request.config, merged)
+    arguments = _streaming(request.model, stream=visible or _watches_tokens(policy))
+
+    async def attempt() -> AIMessage:
+        if policy.rate_limiter:
+            await policy.rate_limiter.aacquire()
+        progress, streamed = _Progress(policy, deadline, sync=False), replies.StreamedCalls()
+        config = _with_handlers(request.config, merged, progress, streamed)
+        call = request.model.ainvoke(list(request.messages), config, **arguments)
+        try:
+            return _checked(await _watch(asyncio.ensure_future(call), progress), streamed)
+        except Exception as error:
+            raise _broken(replies.explained(error), progress, visible) from error
+
+    try:
+        reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
+    except Exception as error:
+        raise _failed(error) from error
+    return reply
+
+
+def call(request: Call, *, deadline: float | None = None) -> AIMessage:
+    """Make a call synchronously, as :func:`acall` does.
+
+    A sync call cannot be cancelled: a late attempt ends at its next token, and a
+    stream that stalls ends at the client's read timeout (``first_token_s``, see
+    :func:`moa_graph.graph.clients.resolve_model`). So it always streams.
+
+    Raises:
+        ModelCallError: The call failed for good; the message says why.
+    """
+    merged = ensure_config(request.config)
+    visible = _streams_to_caller(request.config, merged)
+    arguments = _streaming(request.model)
+
+    def attempt() -> AIMessage:
+        if request.policy.rate_limiter:
+            request.policy.rate_limiter.acquire()
+        progress, streamed = _Progress(request.policy, deadline, sync=True), replies.StreamedCalls()
+        config = _with_handlers(request.config, merged, progress, streamed)
+        try:
+            # A reply that came back whole is kept, even if it ended past a limit.
+            reply = request.model.invoke(list(request.messages), config, **arguments)
+            return _checked(reply, streamed)
+        except Exception as error:
+            raise _broken(replies.explained(error), progress, visible) from error
+
+    try:
+        return _retrying(request.policy, Retrying)(attempt)  # type: ignore[no-any-return]
+    except Exception as error:
+        raise _failed(error) from error

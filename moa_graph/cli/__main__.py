@@ -1,0 +1,5 @@
+"""``python -m moa_graph.cli``: the ``moa`` command."""
+
+from moa_graph.cli.app import main
+
+main()

@@ -1,0 +1,165 @@
+"""The ``moa serve`` command: options in, :func:`moa_graph.server.app.serve` out.
+
+Only typer is imported here; the server's imports happen when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from moa_graph.cli.options import DEFAULT_PRESET, config_option, preset_option
+
+ServedPresetsOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer reads the annotation at run time
+    preset_option("Preset to serve, as a model of that name; repeatable (default: as moa ask)."),
+]
+ServedConfigsOption = Annotated[
+    Optional[list[Path]],  # noqa: UP045
+    config_option("Config file to serve, named by its 'name' field or file stem; repeatable."),
+]
+HostOption = Annotated[str, typer.Option(help="Address to bind.")]
+PortOption = Annotated[int, typer.Option(help="TCP port.")]
+ApiKeyOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="Key clients must send as 'Authorization: Bearer'; required off loopback. "
+        "Every user of the machine can read it in the process list: prefer the "
+        "MOA_API_KEY environment variable or --api-key-file.",
+        show_default=False,
+    ),
+]
+ApiKeyFileOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(help="File holding the API key (instead of $MOA_API_KEY).", show_default=False),
+]
+AllowHostOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        help="Also answer requests whose Host is this NAME (any port) or NAME:PORT, "
+        "besides the bound address and localhost; others are answered 421. Repeatable.",
+        show_default=False,
+    ),
+]
+AllowOriginOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        help="Let pages of this web origin (such as http://localhost:3000) call the "
+        "server, with CORS; other origins are answered 403. Repeatable.",
+        show_default=False,
+    ),
+]
+MaxConcurrentOption = Annotated[
+    int, typer.Option(min=1, help="MoA runs at once; more are answered 429.")
+]
+MaxBodyBytesOption = Annotated[
+    int, typer.Option(min=1, help="Largest request body; larger is answered 413.")
+]
+BodyTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        min=0.001,
+        help="Seconds a client may take to send its request body; slower is answered 408.",
+    ),
+]
+CheckpointOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="Keep every run: 'sqlite:PATH' or a 'postgresql://' URL (extra 'postgres'); "
+        "each request gets its own thread id, sent back in the X-MoA-Thread-Id header.",
+        show_default=False,
+    ),
+]
+
+
+def serve_command(
+    preset: ServedPresetsOption = None,
+    config_file: ServedConfigsOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
+    max_concurrent: MaxConcurrentOption = 4,
+    max_body_bytes: MaxBodyBytesOption = 1_000_000,
+    body_timeout: BodyTimeoutOption = 30.0,
+    checkpoint: CheckpointOption = None,
+    allow_host: AllowHostOption = None,
+    allow_origin: AllowOriginOption = None,
+) -> None:
+    """Serve Mixture-of-Agents presets behind an OpenAI-compatible API."""
+    from moa_graph.calls.secrets import register_value
+    from moa_graph.errors import ConfigError
+
+    try:
+        from moa_graph.server.app import check_bind, serve, served_configs
+        from moa_graph.server.guard import allowed_hosts, check_origins
+    except ImportError as error:
+        raise ConfigError(f"moa serve needs {error.name}: pip install 'moa-graph[serve]'") from None
+
+    api_key = _api_key(api_key, api_key_file)
+    if api_key:
+        register_value(api_key)  # redacted wherever MOA_API_KEY's value would be
+    check_bind(host, api_key)
+    allowed_hosts(host, port, allow_host or ())
+    check_origins(allow_origin or ())
+    if not preset and not config_file:
+        preset = [DEFAULT_PRESET]
+    configs = served_configs(preset or (), config_file or ())
+    asyncio.run(
+        serve(
+            configs,
+            host=host,
+            port=port,
+            api_key=api_key,
+            max_concurrent=max_concurrent,
+            max_body_bytes=max_body_bytes,
+            body_timeout_s=body_timeout,
+            checkpoint=checkpoint,
+            allow_hosts=allow_host or (),
+            allow_origins=allow_origin or (),
+        )
+    )
+
+
+KEY_ON_COMMAND_LINE = (
+    "warning: --api-key can be read by every user of this machine (ps, /proc/*/cmdline); "
+    "set MOA_API_KEY or use --api-key-file instead"
+)
+
+
+def _api_key(flag: str | None, path: Path | None) -> str | None:
+    """Return the server's API key: from ``--api-key``, ``--api-key-file`` or ``$MOA_API_KEY``.
+
+    ``--api-key`` works, with a warning that the command line is public; an empty
+    ``MOA_API_KEY`` counts as unset.
+
+    Raises:
+        ConfigError: Both options are given, the key is empty, or the file cannot be
+            read or holds more than one word.
+    """
+    from moa_graph.errors import ConfigError
+
+    if flag is not None and path is not None:
+        raise ConfigError("give --api-key or --api-key-file, not both")
+    if flag is not None:
+        typer.echo(KEY_ON_COMMAND_LINE, err=True)
+        if not flag.strip():
+            raise ConfigError("--api-key is empty")
+        return flag
+    if path is None:
+        return os.environ.get("MOA_API_KEY") or None
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read the API key file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the API key file {path} is not UTF-8 text") from None
+    if not key:
+        raise ConfigError(f"the API key file {path} is empty")
+    if len(key.split()) > 1:
+        raise ConfigError(f"the API key file {path} must hold the key alone, on one line")
+    return key

@@ -1,0 +1,371 @@
+"""The work of one agent node: read the state, call the model, write the state.
+
+Proposers and the aggregator share one core: check that enough of the previous
+layer answered, build the prompt (references cut to the model's window), let the
+aggregation strategy answer without a call where it can, otherwise call the agent's
+model and then each fallback, and record the outcome with its progress events.
+:func:`run_agent` and :func:`arun_agent` are its sync and async wrappers.
+
+Retries and timeouts stay per call (:mod:`moa_graph.calls.call`) rather than
+LangGraph node policies: a node's ``retry_policy`` would repeat the fallbacks and
+cannot honour ``Retry-After`` or refuse to repeat text already streamed, and its
+``timeout`` cannot tell a slow first token from a stalled stream. A failed proposer
+is recorded in the node itself (not an ``error_handler`` node) so the graph keeps one
+node per agent, as Studio draws it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langgraph.config import get_stream_writer
+
+from moa_graph.calls import call as reliability
+from moa_graph.calls.budget import fit_references
+from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
+from moa_graph.graph.plan import AgentPlan, Candidate, MoAPlan
+from moa_graph.graph.state import (
+    AgentFailed,
+    AgentFinished,
+    AgentStarted,
+    AggregatorStarted,
+    LayerStarted,
+    MoAState,
+    Proposal,
+    user_turn,
+)
+from moa_graph.strategies import tool_text as tools
+from moa_graph.strategies.aggregation import STRATEGIES, consensus, voted_calls
+
+_CONTENT_INPUTS = {
+    "image": "image_inputs",
+    "image_url": "image_inputs",
+    "audio": "audio_inputs",
+    "input_audio": "audio_inputs",
+    "file": "pdf_inputs",
+    "video": "video_inputs",
+}
+"""The model profile field that says whether a model takes a kind of content."""
+
+
+def references(agent: AgentPlan, state: MoAState) -> list[str]:
+    """Return the previous layer's responses to the latest turn."""
+    turn = user_turn(state["messages"])
+    return [
+        p.content
+        for p in state.get("proposals", [])
+        if p.turn == turn and p.layer == agent.layer - 1 and p.ok
+    ]
+
+
+def prompt(
+    agent: AgentPlan, state: MoAState, refs: Sequence[str] | None = None
+) -> list[BaseMessage]:
+    """Return the messages the agent receives: the conversation and its references."""
+    refs = references(agent, state) if refs is None else refs
+    return _builder(agent, agent.spec.system_prompt, state)(refs)
+
+
+def fitted_prompt(
+    agent: AgentPlan, candidate: Candidate, state: MoAState
+) -> tuple[list[BaseMessage], int]:
+    """Return the prompt for one candidate model, references cut to its window, and the cut."""
+    build = _builder(agent, candidate.spec.system_prompt, state)
+    return fit_references(
+        build, references(agent, state), candidate.prompt_budget, agent=agent.name
+    )
+
+
+def _builder(
+    agent: AgentPlan, system_prompt: str | None, state: MoAState
+) -> Callable[[Sequence[str]], list[BaseMessage]]:
+    """Return what builds the agent's prompt from its references.
+
+    With tools bound, proposers get the conversation as plain text and a note on the
+    tools; the aggregator, bound to them, gets the conversation as it is and a note
+    after the references that it may call them.
+    """
+    conversation: Sequence[BaseMessage] = state["messages"]
+    if agent.tools and agent.role == "proposer":
+        conversation = tools.as_text(conversation)
+        note = tools.describe_tools(agent.tools)
+        system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
+    build = STRATEGIES[agent.strategy].messages
+    if agent.tool_set is None or agent.role != "aggregator":
+        return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
+
+    def noted(refs: Sequence[str]) -> list[BaseMessage]:
+        messages = build(conversation, refs, system_prompt, agent.aggregate_prompt)
+        if refs and isinstance(messages[0], SystemMessage):
+            messages[0] = SystemMessage(messages[0].text + tools.AGGREGATOR_TOOLS_NOTE)
+        return messages
+
+    return noted
+
+
+def check_layer(agent: AgentPlan, state: MoAState) -> None:
+    """Stop the run when too few agents of the previous layer answered.
+
+    Raises:
+        LayerError: Fewer than ``min_proposals`` answered; names the failures.
+    """
+    if agent.layer == 1:
+        return
+    turn = user_turn(state["messages"])
+    previous = [
+        p for p in state.get("proposals", []) if p.turn == turn and p.layer == agent.layer - 1
+    ]
+    answered = sum(p.ok for p in previous)
+    if answered < agent.min_proposals:
+        failures = "; ".join(f"{p.agent}: {p.error}" for p in previous if not p.ok)
+        raise LayerError(
+            f"layer {agent.layer - 1}: {answered} of {len(previous)} agents answered, "
+            f"{agent.min_proposals} needed; failed: {failures}"
+        )
+
+
+def check_conversation(messages: Sequence[AnyMessage]) -> None:
+    """Check that a conversation can be answered, before any model is called.
+
+    It ends with the user's message, or with the results of the tools the last
+    answer called.
+
+    Raises:
+        InputError: The conversation is empty, ends with another kind of message,
+            or its last user message is empty.
+    """
+    if not messages:
+        raise InputError("the conversation is empty: send at least one user message")
+    last = messages[-1]
+    if isinstance(last, ToolMessage):
+        return
+    if not isinstance(last, HumanMessage):
+        raise InputError(f"the last message must be from the user, not a {last.type} message")
+    if not last.text.strip():
+        raise InputError("the prompt is empty")
+
+
+def check_plan(plan: MoAPlan, messages: Sequence[AnyMessage]) -> None:
+    """Check that every agent of a plan can take the conversation, calling no model.
+
+    Raises:
+        InputError: The conversation is not answerable, holds content (e.g. images)
+            an agent cannot take, or does not fit an agent's context window.
+    """
+    check_conversation(messages)
+    kinds = {
+        block.get("type", "?")
+        for message in messages
+        if isinstance(message.content, list)
+        for block in message.content
+        if isinstance(block, dict) and block.get("type") not in ("text", "reasoning")
+    }
+    state: MoAState = {"messages": list(messages), "proposals": []}  # type: ignore[typeddict-item]
+    for agent in plan.agents():
+        for candidate in agent.candidates:
+            profile = getattr(candidate.model, "profile", None) or {}
+            for kind in sorted(kinds):
+                if not profile.get(_CONTENT_INPUTS.get(kind, f"{kind}_inputs")):
+                    raise InputError(
+                        f"the conversation has {kind} content, which agent "
+                        f"'{candidate.spec.name}' ({candidate.spec.model_id}) cannot take"
+                    )
+            if candidate.prompt_budget is not None:  # no known window, nothing to overflow
+                fitted_prompt(agent, candidate, state)
+
+
+def run_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
+    """Run one agent node synchronously; return its state update."""
+    started = _started(agent, state)
+    due = None if agent.deadline_s is None else time.monotonic() + agent.deadline_s
+    try:
+        reply, cut = _selected(agent, state), 0
+        if reply is None:
+            reply, cut = _call(agent, state, due)
+    except ModelCallError as error:
+        return _failed(agent, state, error, started)
+    return _finished(agent, state, reply, started, cut)
+
+
+async def arun_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
+    """Run one agent node; return its state update."""
+    started = _started(agent, state)
+    try:
+        async with asyncio.timeout(agent.deadline_s):
+            reply, cut = await _aselected(agent, state), 0
+            if reply is None:
+                reply, cut = await _acall(agent, state)
+    except TimeoutError:
+        error = ModelCallError(f"layer deadline of {agent.deadline_s:g}s passed")
+        return _failed(agent, state, error, started)
+    except ModelCallError as error:
+        return _failed(agent, state, error, started)
+    return _finished(agent, state, reply, started, cut)
+
+
+def _call(agent: AgentPlan, state: MoAState, due: float | None) -> tuple[AIMessage, int]:
+    """Call the agent's model, then each fallback; return the answer and the cut."""
+    errors = []
+    for candidate, request, cut in _attempts(agent, state):
+        try:
+            reply = reliability.call(request, deadline=due)
+        except ModelCallError as error:
+            errors.append(_failure(candidate, error))
+            continue
+        return _finish(agent, state, reply), cut
+    raise ModelCallError("; ".join(errors))
+
+
+async def _acall(agent: AgentPlan, state: MoAState) -> tuple[AIMessage, int]:
+    """Async :func:`_call` (the layer deadline is the caller's ``asyncio.timeout``)."""
+    errors = []
+    for candidate, request, cut in _attempts(agent, state):
+        try:
+            reply = await reliability.acall(request)
+        except ModelCallError as error:
+            errors.append(_failure(candidate, error))
+            continue
+        return _finish(agent, state, reply), cut
+    raise ModelCallError("; ".join(errors))
+
+
+def _attempts(
+    agent: AgentPlan, state: MoAState
+) -> Iterator[tuple[Candidate, reliability.Call, int]]:
+    """Yield each candidate with its call and the references it cut, in the order tried."""
+    # Not LangChain's with_fallbacks: each fallback gets a prompt cut to its own window.
+    config = agent.call_config()
+    for candidate in agent.candidates:
+        messages, cut = fitted_prompt(agent, candidate, state)
+        call = reliability.Call(candidate.runnable, messages, config, candidate.policy)
+        yield candidate, call, cut
+
+
+def _failure(candidate: Candidate, error: ModelCallError) -> str:
+    """Return one candidate's failure, or raise if no fallback may follow it."""
+    if isinstance(error, StreamInterruptedError):
+        raise error  # shown tokens cannot be followed by a fallback's answer
+    return f"{candidate.spec.model_id}: {error}"
+
+
+def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
+    """Return the answer of a strategy that needs no model call, or None to call the model."""
+    if agent.role != "aggregator":
+        return None
+    if agent.tools:  # calls are voted on; any other answer is the bound aggregator's
+        if agent.strategy == "synthesize":
+            return None
+        return voted_calls(references(agent, state), agent.tool_set)
+    text = state["messages"][-1].text
+    strategy = STRATEGIES[agent.strategy]
+    return strategy.select(text, references(agent, state), agent.check_code)
+
+
+async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
+    """Return what :func:`_selected` returns; a code check's processes run off the loop."""
+    if agent.role == "aggregator" and agent.check_code and not agent.tools:
+        return await asyncio.to_thread(_selected, agent, state)
+    return _selected(agent, state)
+
+
+def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:
+    """Return the answer made of the model's reply (a ranker's pick, say).
+
+    An aggregator that calls again the very calls whose results end the conversation
+    makes no progress (the local 1.5B did so after the calculator's result): unless a
+    call is required, the proposal most agreed with the others is the answer instead.
+    """
+    if agent.role != "aggregator":
+        return reply
+    refs = references(agent, state)
+    free = agent.tool_set is not None and not agent.tool_set.required
+    if refs and free and tools.repeats_last_calls(state["messages"], reply.tool_calls):
+        text = state["messages"][-1].text
+        chosen = consensus(text, refs)
+        chosen.usage_metadata = reply.usage_metadata
+        chosen.response_metadata["moa_repeated_call"] = True
+        return chosen
+    return STRATEGIES[agent.strategy].finish(reply, refs)
+
+
+def _started(agent: AgentPlan, state: MoAState) -> float:
+    """Check the previous layer, announce the agent, and return when it started."""
+    check_layer(agent, state)
+    writer = get_stream_writer()
+    if agent.role == "aggregator":
+        writer(AggregatorStarted(event="aggregator_started", **agent.info()))
+        return time.perf_counter()
+    if agent.index == 0:
+        writer(
+            LayerStarted(event="layer_started", moa_layer=agent.layer, moa_agents=[*agent.peers])
+        )
+    writer(AgentStarted(event="agent_started", **agent.info()))
+    return time.perf_counter()
+
+
+def _finished(
+    agent: AgentPlan, state: MoAState, reply: AIMessage, started: float, cut: int
+) -> dict[str, Any]:
+    """Announce the agent's answer and return its state update."""
+    usage = reply.usage_metadata or UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+    latency = time.perf_counter() - started
+    get_stream_writer()(
+        AgentFinished(
+            event="agent_finished",
+            **agent.info(),
+            latency_s=latency,
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            references_cut_tokens=cut,
+        )
+    )
+    if agent.role == "aggregator":
+        turn = user_turn(state["messages"])
+        total = usage
+        for proposal in state.get("proposals", []):
+            if proposal.turn == turn:
+                total = add_usage(total, proposal.usage)
+        return {"messages": [reply], "usage": total}
+    return _proposal(
+        agent,
+        state,
+        content=reply.text,
+        input_tokens=usage["input_tokens"],
+        output_tokens=usage["output_tokens"],
+        latency_s=latency,
+        references_cut_tokens=cut,
+    )
+
+
+def _failed(agent: AgentPlan, state: MoAState, error: Exception, started: float) -> dict[str, Any]:
+    """Record a proposer's failure as a proposal; an aggregator's ends the run."""
+    if agent.role == "aggregator":
+        raise ModelCallError(f"aggregator '{agent.name}' failed: {error}") from error
+    get_stream_writer()(AgentFailed(event="agent_failed", **agent.info(), error=str(error)))
+    latency = time.perf_counter() - started
+    return _proposal(agent, state, content="", latency_s=latency, error=str(error))
+
+
+def _proposal(agent: AgentPlan, state: MoAState, **record: Any) -> dict[str, Any]:
+    """Return the state update that records a proposer's outcome."""
+    proposal = Proposal(
+        turn=user_turn(state["messages"]),
+        layer=agent.layer,
+        index=agent.index,
+        agent=agent.name,
+        model=agent.spec.model_id,
+        **record,
+    )
+    return {"proposals": [proposal]}
