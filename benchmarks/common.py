@@ -20,6 +20,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from moa_graph import MoAConfig
+from moa_graph.calls.http_pool import async_http_client
 from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
 
 HERE = Path(__file__).parent
@@ -97,24 +98,52 @@ def moa_config(
 
 class AsyncioMoA:
     """The reference implementation's approach: ``asyncio.gather`` per layer over a raw
-    async client, references injected into the system message."""
+    async client, references injected into the system message.
 
-    def __init__(self, layers: int, agents: int, url: str, max_tokens: int = 512) -> None:
+    It makes the calls moa-graph makes, through the same kind of HTTP client and
+    connection pool (:func:`moa_graph.calls.http_pool.async_http_client`), so that a
+    comparison measures moa-graph's own work: with ``stream`` (the default limits, which
+    time every call's tokens) each call streams and asks for its usage, as moa-graph's
+    do; without it each reply comes back whole.
+    """
+
+    def __init__(
+        self, layers: int, agents: int, url: str, max_tokens: int = 512, *, stream: bool = False
+    ) -> None:
         # The limit of moa-graph's own clients (600 s), connecting included, where the
         # SDK's default gives up connecting after 5 s.
-        self.client = AsyncOpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600.0)
+        self.client = AsyncOpenAI(
+            base_url=url,
+            api_key="bench",
+            max_retries=0,
+            timeout=600.0,
+            http_client=async_http_client(),
+        )
         self.layers = [[f"m{i}" for i in range(agents)] for _ in range(layers)]
         self.max_tokens = max_tokens
+        self.stream = stream
 
     async def _call(self, model: str, prompt: str, references: list[str]) -> str:
         messages: list[Any] = [{"role": "user", "content": prompt}]
         if references:
             system = format_references(AGGREGATE_PROMPT, references)
             messages.insert(0, {"role": "system", "content": system})
-        response = await self.client.chat.completions.create(
-            model=model, messages=messages, temperature=0.7, max_tokens=self.max_tokens
+        create = self.client.chat.completions.create
+        if not self.stream:
+            response = await create(
+                model=model, messages=messages, temperature=0.7, max_tokens=self.max_tokens
+            )
+            return response.choices[0].message.content or ""
+        chunks = await create(
+            model=model,
+            messages=messages,
+            temperature=0.7,
+            max_completion_tokens=self.max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
         )
-        return response.choices[0].message.content or ""
+        parts = [c.choices[0].delta.content or "" async for c in chunks if c.choices]
+        return "".join(parts)
 
     async def run(self, prompt: str) -> str:
         references: list[str] = []

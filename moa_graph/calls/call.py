@@ -124,18 +124,21 @@ class DeadlinePassedError(Exception):
     """The layer's deadline passed during a call: not worth another attempt."""
 
 
-class _Progress(BaseCallbackHandler):
+class _Progress(replies.StreamedCalls):
     """Times the tokens of one attempt, to tell a slow model from a stalled one.
 
     Sync calls cannot be cancelled in-process, so there the handler itself ends a
     late attempt at its next token (``raise_error``); a stream that sends nothing
-    more is ended by the client's read timeout.
+    more is ended by the client's read timeout. It also collects the streamed tool
+    calls (:class:`~moa_graph.calls.replies.StreamedCalls`): one handler per attempt,
+    as LangChain's dispatch of each token to a handler costs more than either's work.
     """
 
     raise_error = True
     run_inline = True  # a thread hop per token would cost more than the bookkeeping
 
     def __init__(self, policy: CallPolicy, deadline: float | None, *, sync: bool) -> None:
+        super().__init__()
         self.policy = policy
         self.started = time.monotonic()
         self.deadline = deadline
@@ -149,6 +152,7 @@ class _Progress(BaseCallbackHandler):
             self.tokens += 1
         if self.sync and (late := self.overdue(self.last_token)):
             raise self.late(late)
+        super().on_llm_new_token(token, **kwargs)
 
     def late(self, reason: str) -> Exception:
         """Return the error for an attempt that is late for ``reason``."""
@@ -314,11 +318,11 @@ async def acall(request: Call, *, deadline: float | None = None) -> AIMessage:
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
-        progress, streamed = _Progress(policy, deadline, sync=False), replies.StreamedCalls()
-        config = _with_handlers(request.config, merged, progress, streamed)
+        progress = _Progress(policy, deadline, sync=False)
+        config = _with_handlers(request.config, merged, progress)
         call = request.model.ainvoke(list(request.messages), config, **arguments)
         try:
-            return _checked(await _watch(asyncio.ensure_future(call), progress), streamed)
+            return _checked(await _watch(asyncio.ensure_future(call), progress), progress)
         except Exception as error:
             raise _broken(replies.explained(error), progress, visible) from error
 
@@ -346,12 +350,12 @@ def call(request: Call, *, deadline: float | None = None) -> AIMessage:
     def attempt() -> AIMessage:
         if request.policy.rate_limiter:
             request.policy.rate_limiter.acquire()
-        progress, streamed = _Progress(request.policy, deadline, sync=True), replies.StreamedCalls()
-        config = _with_handlers(request.config, merged, progress, streamed)
+        progress = _Progress(request.policy, deadline, sync=True)
+        config = _with_handlers(request.config, merged, progress)
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
             reply = request.model.invoke(list(request.messages), config, **arguments)
-            return _checked(reply, streamed)
+            return _checked(reply, progress)
         except Exception as error:
             raise _broken(replies.explained(error), progress, visible) from error
 

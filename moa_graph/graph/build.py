@@ -21,6 +21,7 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableLambda
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 
@@ -170,7 +171,9 @@ def _add_node(
         "model": own.spec.model_id,
         "preset": own.preset,
     }
-    builder.add_node(node, RunnableLambda(run, arun, name=node), metadata=metadata)
+    # LangGraph's own node runnable, as LangChain's create_agent uses: it reads the
+    # functions' signatures once, where RunnableLambda reads them again on every call.
+    builder.add_node(node, RunnableCallable(run, arun, name=node), metadata=metadata)
 
 
 def _start(first_layer: list[str], planner: Planner, read_options: OptionsReader) -> Any:
