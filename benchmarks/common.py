@@ -17,10 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from openai import AsyncOpenAI
 
 from moa_graph import MoAConfig
 from moa_graph.calls.http_pool import async_http_client
+from moa_graph.graph.planner import Planner
 from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
 
 HERE = Path(__file__).parent
@@ -152,6 +155,36 @@ class AsyncioMoA:
                 await asyncio.gather(*(self._call(m, prompt, references) for m in layer))
             )
         return await self._call("agg", prompt, references)
+
+
+class LangChainMoA:
+    """:class:`AsyncioMoA` over moa-graph's own chat models: the floor under moa-graph.
+
+    The same ``asyncio.gather`` per layer, each call a LangChain ``ainvoke`` of the
+    client moa-graph's plan holds for that agent (the same cached client and pool),
+    without the graph, the call layer or its callbacks.
+    """
+
+    def __init__(self, config: MoAConfig, *, stream: bool = False) -> None:
+        plan = Planner(config).plan()
+        self.layers = [[agent.candidates[0].model for agent in layer] for layer in plan.layers]
+        self.aggregator = plan.aggregator.candidates[0].model
+        self.stream = stream
+
+    async def _call(self, model: BaseChatModel, prompt: str, references: list[str]) -> str:
+        messages: list[BaseMessage] = [HumanMessage(prompt)]
+        if references:
+            messages.insert(0, SystemMessage(format_references(AGGREGATE_PROMPT, references)))
+        reply = await model.ainvoke(messages, stream=self.stream)
+        return reply.text
+
+    async def run(self, prompt: str) -> str:
+        references: list[str] = []
+        for layer in self.layers:
+            references = list(
+                await asyncio.gather(*(self._call(m, prompt, references) for m in layer))
+            )
+        return await self._call(self.aggregator, prompt, references)
 
 
 def summary(samples: list[float]) -> tuple[float, float, float]:
