@@ -167,6 +167,8 @@ async def main() -> None:
     text = table(args.latency, args.runs, results, limits)
     print(text)
     name = f"overhead-L{args.latency * 1000:.0f}ms" + ("" if progress else "-overall-limit")
+    if args.shapes != SHAPES:
+        name += "".join(f"-{layers}x{agents}" for layers, agents in args.shapes)
     print(f"saved to {save(name, text)}")
 
 
