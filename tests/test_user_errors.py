@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 from rich.console import Console
 
-from moa_graph import ConfigError, MoAConfig, load_config, load_preset
+from moa_graph import ConfigError, MoAConfig, create_moa, load_config, load_preset
 from moa_graph.cli.display import ProgressTable, render_proposals, render_run
 from moa_graph.config.model import config_from_data
 from moa_graph.config.presets import preset_data
@@ -32,7 +32,7 @@ from moa_graph.errors import ModelCallError
 from moa_graph.graph.state import Proposal
 from moa_graph.run.checkpoints import default_checkpoints, open_checkpointer
 from moa_graph.run.streaming import Event, Finished, Progress, Token
-from moa_graph.run.studio import MoAContext, create_configurable_moa
+from moa_graph.run.studio import MoAContext
 from tests.test_cli import moa
 
 BASE: dict[str, Any] = {"layers": [["openai:a"]], "aggregator": "openai:a"}
@@ -105,7 +105,7 @@ def test_run_context_refuses_a_path_as_preset(fake_model) -> None:
         raise AssertionError("never loaded")
 
     own = MoAConfig(layers=[[fake_model("a")]], aggregator=fake_model("agg"), name="t")
-    graph = create_configurable_moa(own, load=load).compile()
+    graph = create_moa(own, context_schema=MoAContext, load=load).compile()
     with pytest.raises(ValidationError, match=re.escape(bad_name("/etc/x"))):
         graph.invoke({"messages": [("user", "Q?")]}, context={"preset": "/etc/x"})
     assert loaded == []

@@ -10,7 +10,7 @@ layer receive plans, never the config.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from langgraph.constants import TAG_NOSTREAM
 from moa_graph.calls.call import CallPolicy
 from moa_graph.calls.tool_calls import ToolSet
 from moa_graph.config.model import AgentSpec, Aggregation
+from moa_graph.graph.frozen import freeze
 from moa_graph.graph.state import AgentInfo
 
 AGGREGATOR_NODE = "aggregator"
@@ -60,12 +61,16 @@ class RunOptions:
         max_tokens: The default completion budget of the agents in scope.
         sampling: Which agents ``temperature`` and ``max_tokens`` apply to.
         show_proposals: Whether proposers stream their tokens; None: the graph's choice.
-        tools: The tools the aggregator may call, as a JSON list of OpenAI tool
-            schemas (proposers see their descriptions); None: no tools.
-        tool_choice: The aggregator's ``tool_choice`` as JSON, when tools are given.
+        tools: The tools the aggregator may call, as OpenAI tool schemas
+            (proposers see their descriptions); empty: no tools.
+        tool_choice: The aggregator's OpenAI ``tool_choice`` (a string or an
+            object), when tools are given.
         parallel_tool_calls: Whether the aggregator may call several tools at once.
-        response_format: The aggregator's OpenAI ``response_format`` as JSON
+        response_format: The aggregator's OpenAI ``response_format``
             (``json_object`` or ``json_schema``); the strategy is then ``synthesize``.
+
+    Options are frozen and hashable: the JSON objects given (plain dicts) are kept
+    as :class:`~moa_graph.graph.frozen.FrozenDict` (see :mod:`moa_graph.graph.frozen`).
     """
 
     preset: str | None = None
@@ -74,10 +79,14 @@ class RunOptions:
     max_tokens: int | None = None
     sampling: Literal["aggregator", "all"] = "all"
     show_proposals: bool | None = None
-    tools: str | None = None
-    tool_choice: str | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    response_format: str | None = None
+    response_format: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tools", "tool_choice", "response_format"):
+            object.__setattr__(self, name, freeze(getattr(self, name)))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ and tools.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from moa_graph.calls.tool_calls import ToolSet
 from moa_graph.config.model import AgentSpec, Aggregation, MoAConfig
 from moa_graph.errors import InputError
 from moa_graph.graph.clients import resolve_model
+from moa_graph.graph.frozen import thaw
 from moa_graph.graph.plan import (
     AGGREGATOR_NODE,
     AgentPlan,
@@ -67,7 +67,7 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
     if tools:
         options: dict[str, Any] = {}
         if run.tool_choice is not None:
-            options["tool_choice"] = json.loads(run.tool_choice)  # OpenAI's may be an object
+            options["tool_choice"] = thaw(run.tool_choice)  # OpenAI's may be an object
         if run.parallel_tool_calls is not None:
             options["parallel_tool_calls"] = run.parallel_tool_calls
         try:
@@ -77,7 +77,7 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
     if run.response_format is not None:
         if not isinstance(candidate.model, BaseChatOpenAI):
             raise InputError(f"{where} cannot take response_format: it is not OpenAI-compatible")
-        runnable = runnable.bind(response_format=json.loads(run.response_format))
+        runnable = runnable.bind(response_format=thaw(run.response_format))
     return dataclasses.replace(candidate, bound=runnable)
 
 
@@ -85,8 +85,7 @@ def tool_set_of(run: RunOptions) -> ToolSet | None:
     """Return the tools a run's answer may call, or None when it binds none (or forbids calls)."""
     if not run.tools:
         return None
-    choice = json.loads(run.tool_choice) if run.tool_choice is not None else None
-    return ToolSet.of(json.loads(run.tools), choice, run.parallel_tool_calls)
+    return ToolSet.of(thaw(run.tools), thaw(run.tool_choice), run.parallel_tool_calls)
 
 
 def with_depth(config: MoAConfig, depth: int) -> MoAConfig:
@@ -206,7 +205,7 @@ class Planner:
         candidates = tuple(
             self._candidate(config, spec, index, options if in_scope else None) for spec in specs
         )
-        tools = tuple(json.loads(options.tools)) if options.tools else ()
+        tools = tuple(thaw(options.tools))
         bound_run = bool(tools or options.response_format)
         if aggregator and bound_run:
             candidates = tuple(bound(c, tools, options) for c in candidates)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import time
@@ -235,8 +234,7 @@ def _prepared(
         check_conversation(messages)
     except InputError as error:
         raise APIError(400, str(error), param="messages") from None
-    options = served.options(body.temperature, body.completion_budget, body.moa.sampling)
-    options = dataclasses.replace(options, **body.binding())
+    options = body.run_options()
     try:
         served.check(options)
     except InputError as error:
