@@ -17,25 +17,21 @@ from moa_graph.graph.planner import Planner
 from moa_graph.run.studio import MoAContext
 from moa_graph.server.options import ServerOptions
 from tests.fake_chat import FakeChatModel
+from tests.tool_schemas import MULTIPLY
 
 Make = Callable[..., FakeChatModel]
 
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "add",
-        "description": "Add two numbers.",
-        "parameters": {"type": "object", "properties": {"a": {"type": "number"}}},
-    },
-}
+TOOL = MULTIPLY
 
 
 def test_options_keep_tools_as_frozen_json_that_hashes() -> None:
     tool = {"function": dict(reversed(list(TOOL["function"].items()))), "type": "function"}
     options = RunOptions(
-        tools=(TOOL,), tool_choice={"type": "function", "function": {"name": "add"}}
+        tools=(TOOL,), tool_choice={"type": "function", "function": {"name": "multiply"}}
     )
-    same = RunOptions(tools=(tool,), tool_choice={"function": {"name": "add"}, "type": "function"})
+    same = RunOptions(
+        tools=(tool,), tool_choice={"function": {"name": "multiply"}, "type": "function"}
+    )
     assert options == same and hash(options) == hash(same)  # key order is not a difference
     assert isinstance(options.tools[0], FrozenDict) and options.tools[0] == TOOL
     assert thaw(options.tools) == [TOOL] and isinstance(thaw(options.tools)[0], dict)

@@ -95,9 +95,9 @@ def create_moa(
     """
     own = resolve_config(config)
     studio = isinstance(context_schema, type) and issubclass(context_schema, MoAContext)
-    depth = max_layers if max_layers is not None else len(own.layers)
-    if studio and max_layers is None:
-        depth = STUDIO_LAYERS
+    depth = max_layers
+    if depth is None:
+        depth = STUDIO_LAYERS if studio else len(own.layers)
     if depth < len(own.layers):
         raise ValueError(f"max_layers={depth} is below the config's {len(own.layers)} layers")
     if studio and load is None:

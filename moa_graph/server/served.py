@@ -58,6 +58,8 @@ class ServedModel:
     def __post_init__(self) -> None:
         builder = create_moa(self.config, context_schema=RunOptions, stream_proposers=False)
         self.graph = builder.compile(checkpointer=self.checkpointer, name=self.name)
+        # Plans as the graph's own planner does (same config and settings); each keeps
+        # its plans per distinct options, so a request's tools are bound once in each.
         self.planner = Planner(self.config, stream_proposers=False)
 
     def check(self, options: RunOptions) -> None:
