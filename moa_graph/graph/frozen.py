@@ -39,7 +39,10 @@ class FrozenDict(Mapping[str, Any]):
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self._items) == dict(other)
+        """Equal to a frozen object with the same items, or to the plain data it froze."""
+        if isinstance(other, FrozenDict):
+            return self._items == other._items
+        return isinstance(other, Mapping) and thaw(self) == thaw(other)
 
     def __repr__(self) -> str:
         return f"FrozenDict({self._items!r})"
