@@ -140,7 +140,11 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
         kwargs: dict[str, Any],
     ) -> tuple[dict[str, Any], RunnableConfig, RunOptions]:
-        """Return the mixture's input, config and run options for one call."""
+        """Return one call's mixture input, config and run options.
+
+        The config runs the mixture under the chat model's own run; the options are
+        the tools and answer format bound to the call, if any.
+        """
         options = RunOptions(
             tools=tuple(kwargs.get("tools") or ()),
             tool_choice=kwargs.get("tool_choice"),
