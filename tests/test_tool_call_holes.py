@@ -15,7 +15,6 @@ from typing import Any
 
 import openai
 import pytest
-import yaml
 from langchain_core.messages import AIMessage
 
 from moa_graph.calls.replies import ToolCallError, checked
@@ -23,7 +22,7 @@ from moa_graph.errors import ModelCallError
 from moa_graph.run.chat_model import ChatMoA
 from tests import tool_replies
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import ServedMoA, serve_configs
 
 SHELL = {
     "type": "function",
@@ -116,10 +115,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("serve-tool-holes")
     with serve() as server:
         upstream = Upstream(server)
-        path = directory / "tool-moa.yaml"
-        path.write_text(yaml.safe_dump(_config(server.url)))
-        with moa_serve(["--config", str(path)], log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream)
+        with serve_configs(server, [_config(server.url)], directory) as served:
+            yield Setup(served.moa, upstream)
 
 
 @pytest.fixture
