@@ -17,9 +17,16 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 
-from moa_graph import AgentSpec, MoAConfig, create_moa, load_preset
-from moa_graph.graph.state import MoAInput, MoAOutput, MoAState
-from moa_graph.run.studio import MoAContext
+from moa_graph import (
+    AgentSpec,
+    MoAConfig,
+    MoAContext,
+    MoAInput,
+    MoAOutput,
+    MoAState,
+    create_moa,
+    load_preset,
+)
 
 DEFAULT_PRESET = "local-tiny"
 

@@ -16,14 +16,13 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
-from moa_graph import ConfigError, MoAConfig, create_moa
+from moa_graph import ConfigError, MoAConfig, MoAContext, create_moa
 from moa_graph.cli.app import _as_json
 from moa_graph.cli.display import ProgressTable, how_answered
 from moa_graph.config.model import EarlyExit, config_from_data
 from moa_graph.graph.build import AGGREGATOR_NODE, EXIT_NODE
 from moa_graph.run.checkpoints import open_checkpointer, thread_config
 from moa_graph.run.streaming import Finished, Progress, Token, stream_moa
-from moa_graph.run.studio import MoAContext
 from moa_graph.server.app import create_app
 from tests.event_loop import longest_stall
 from tests.fake_chat import FakeChatModel

@@ -17,8 +17,7 @@ from graphs import (
     moa_with_tools,
 )
 from graphs.tools import evaluate
-from moa_graph import InputError, MoAConfig, create_moa
-from moa_graph.run.studio import MoAContext
+from moa_graph import InputError, MoAConfig, MoAContext, create_moa
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from moa_graph import ConfigError, MoAConfig, create_moa, save_config
+from moa_graph import ConfigError, MoAConfig, MoAContext, create_moa, save_config
 from moa_graph.config.resolve import named_configs, resolve_config
 from moa_graph.graph.frozen import FrozenDict, thaw
 from moa_graph.graph.plan import RunOptions
 from moa_graph.graph.planner import Planner
-from moa_graph.run.studio import MoAContext
 from moa_graph.server.options import ServerOptions
 from tests.fake_chat import FakeChatModel
 from tests.tool_schemas import MULTIPLY
