@@ -36,11 +36,9 @@ GRAPHS = sorted((ROOT / "graphs").glob("*.py"))
 PROMISED_SUBPACKAGES: dict[str, ModuleType] = {"moa_graph.eval": moa_graph.eval}
 """Subpackages the README names by path, with their own ``__all__``."""
 
-PENDING = {
-    "moa_graph.run.studio.create_configurable_moa",
-    "moa_graph.run.studio.PresetLoader",
-}
-"""Imports another change of issue 28 replaces (``create_moa(..., context_schema=...)``).
+PENDING: set[str] = set()
+"""Private imports allowed until another change replaces them (none now: the last, of
+``create_configurable_moa``, became ``create_moa(..., context_schema=MoAContext)``).
 
 Allowed until then; :func:`test_pending_imports_are_still_made` fails once they are gone,
 so that this set is emptied then.
