@@ -37,6 +37,7 @@ def test_options_keep_tools_as_frozen_json_that_hashes() -> None:
     with pytest.raises(TypeError):
         options.tools[0]["type"] = "other"  # type: ignore[index]
     assert RunOptions(tools=(TOOL,), response_format={"type": "json_object"}) != options
+    assert RunOptions(tools=[]) == RunOptions() and hash(RunOptions(tools=[])) == hash(RunOptions())  # type: ignore[arg-type]
 
 
 def test_options_are_planned_once_per_distinct_tools(fake_model: Make) -> None:

@@ -85,8 +85,10 @@ class RunOptions:
     response_format: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tools", "tool_choice", "response_format"):
-            object.__setattr__(self, name, freeze(getattr(self, name)))
+        # Most runs bind nothing: their options are made on every node's way to its plan.
+        if self.tools != () or self.tool_choice is not None or self.response_format is not None:
+            for name in ("tools", "tool_choice", "response_format"):
+                object.__setattr__(self, name, freeze(getattr(self, name)))
 
 
 @dataclass(frozen=True)
