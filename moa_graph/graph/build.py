@@ -25,7 +25,7 @@ from langgraph.runtime import get_runtime
 
 from moa_graph.config.model import MoAConfig
 from moa_graph.errors import InputError
-from moa_graph.graph import early_exit, nodes
+from moa_graph.graph import clients, early_exit, nodes
 from moa_graph.graph.early_exit import EXIT_NODE, Check
 from moa_graph.graph.input_checks import check_conversation, check_plan
 from moa_graph.graph.plan import (
@@ -115,17 +115,31 @@ def build_graph(
 
 
 def check_input(config: MoAConfig, messages: Sequence[AnyMessage]) -> None:
-    """Check a conversation against a config without calling any model.
+    """Check a conversation against a config, and start what a run needs, calling no model.
 
-    The graph runs the same checks before its first layer; calling this first
-    keeps bad input from being written to a checkpointer at all.
+    The graph does the same before its first layer; calling this first keeps bad
+    input from being written to a checkpointer at all.
 
     Raises:
         InputError: The conversation is empty, its last message is not from the
             user or empty, it holds content (e.g. images) an agent cannot take, or
             it does not fit an agent's context window.
+        MoAError: The sandbox that ``check_code`` needs, or a local model's weights,
+            are missing (or its server cannot start); says the command that installs them.
     """
-    check_plan(Planner(config).plan(), messages)
+    _ready(Planner(config).plan(), messages)
+
+
+def _ready(plan: MoAPlan, messages: Sequence[AnyMessage]) -> None:
+    """Check a run's conversation against its plan, and start what the run needs.
+
+    What a run needs fails here, before any model call: the sandbox, local weights
+    (read now, never while a graph is built).
+    """
+    check_plan(plan, messages)
+    if plan.aggregator.check_code:  # the config's, alike for every agent
+        wasi_runtime.wasm_path()
+    clients.start_local_models(plan)
 
 
 class _MoAGraph(StateGraph[MoAState, Any, MoAInput, MoAOutput]):
@@ -175,10 +189,7 @@ def _add_node(
 
 def _start(first_layer: list[str], planner: Planner, read_options: OptionsReader) -> Any:
     def check_input(state: MoAState) -> list[str]:
-        plan = planner.plan(read_options(get_runtime().context))
-        check_plan(plan, state["messages"])
-        if plan.aggregator.check_code:  # the config's, alike for every agent
-            wasi_runtime.wasm_path()  # a missing sandbox fails now, before any model call
+        _ready(planner.plan(read_options(get_runtime().context)), state["messages"])
         return first_layer
 
     return check_input
