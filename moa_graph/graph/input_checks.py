@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
 
 from moa_graph.errors import InputError
-from moa_graph.graph.nodes import fitted_prompt
+from moa_graph.graph.agent_prompt import fitted_prompt
 from moa_graph.graph.plan import MoAPlan
 from moa_graph.graph.state import MoAState
 
