@@ -16,9 +16,8 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 
-from moa_graph import AgentSpec, MoAConfig, load_preset
-from moa_graph.graph.state import MoAInput, MoAOutput, MoAState
-from moa_graph.run.studio import MoAContext, PresetLoader, create_configurable_moa
+from moa_graph import AgentSpec, MoAConfig, MoAContext, MoAInput, MoAOutput, MoAState, load_preset
+from moa_graph.run.studio import PresetLoader, create_configurable_moa
 
 DEFAULT_PRESET = "local-tiny"
 

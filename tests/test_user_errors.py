@@ -420,30 +420,18 @@ CONFIG = MoAConfig(
     aggregator={"model": "openai:agg", "name": "agg"},
 )
 FINISHED = {"latency_s": 0.5, "input_tokens": 3, "output_tokens": 4}
+
+
+def first_layer(index: int, agent: str, **fields: Any) -> Proposal:
+    """A proposal of the first turn's first layer, by an agent of model ``openai:p``."""
+    return Proposal(turn=1, layer=1, index=index, agent=agent, model="openai:p", **fields)
+
+
 FINAL_STATE = {
     "messages": [HumanMessage("Q?"), AIMessage("answer")],
     "proposals": [
-        Proposal(
-            turn=1,
-            layer=1,
-            index=0,
-            agent="p1",
-            model="openai:p",
-            content="c",
-            latency_s=0.5,
-            input_tokens=3,
-            output_tokens=4,
-        ),
-        Proposal(
-            turn=1,
-            layer=1,
-            index=1,
-            agent="p2",
-            model="openai:p",
-            content="",
-            latency_s=1.5,
-            error="boom",
-        ),
+        first_layer(0, "p1", content="c", **FINISHED),
+        first_layer(1, "p2", content="", latency_s=1.5, error="boom"),
     ],
 }
 FINAL_TABLE = [

@@ -22,7 +22,7 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from moa_graph.calls.budget import prompt_budget
 from moa_graph.calls.call import CallPolicy, rate_limiter
 from moa_graph.calls.tool_calls import ToolSet
-from moa_graph.config.model import AgentSpec, Aggregation, MoAConfig
+from moa_graph.config.model import AgentSpec, Aggregation, CallSettings, MoAConfig
 from moa_graph.errors import InputError
 from moa_graph.graph.clients import resolve_model
 from moa_graph.graph.plan import (
@@ -41,19 +41,11 @@ _CALL_VOTES = frozenset({"vote", "consensus", "auto"})
 _PLANS_KEPT = 32  # distinct run options whose plans a graph keeps
 
 
-def call_policy(config: MoAConfig, agent: AgentSpec) -> CallPolicy:
-    """Return how the calls of one agent of ``config`` are made."""
-    rate = config.rate_limits.get(agent.provider or "")
-    return CallPolicy(
-        timeout_s=agent.timeout_s or config.timeout_s,
-        first_token_s=config.first_token_timeout_s,
-        idle_s=config.idle_timeout_s,
-        max_retries=config.max_retries if agent.max_retries is None else agent.max_retries,
-        backoff_s=config.backoff_s,
-        max_backoff_s=config.max_backoff_s,
-        max_retry_after_s=config.max_retry_after_s,
-        rate_limiter=rate_limiter(agent.provider or "", rate) if rate else None,
-    )
+def call_policy(settings: CallSettings, agent: AgentSpec) -> CallPolicy:
+    """Return how the calls of ``agent`` are made: ``settings`` with the agent's own."""
+    rate = settings.rate_limits.get(agent.provider or "")
+    limiter = rate_limiter(agent.provider or "", rate) if rate else None
+    return CallPolicy(settings.for_agent(agent), limiter)
 
 
 def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptions) -> Candidate:
@@ -223,7 +215,7 @@ class Planner:
         stream: bool,
     ) -> AgentPlan:
         aggregator = number > len(config.layers)
-        specs = [layer[index], *(config.aggregator_fallbacks if aggregator else ())]
+        specs = [layer[index], *(config.calls.aggregator_fallbacks if aggregator else ())]
         in_scope = aggregator or options.sampling == "all"
         candidates = tuple(
             self._candidate(config, spec, index, options if in_scope else None) for spec in specs
@@ -249,8 +241,8 @@ class Planner:
             strategy=strategy,
             aggregate_prompt=config.aggregate_prompt,
             check_code=config.check_code,
-            min_proposals=config.min_proposals,
-            deadline_s=None if aggregator else config.layer_deadline_s,
+            min_proposals=config.calls.min_proposals,
+            deadline_s=None if aggregator else config.calls.layer_deadline_s,
             stream=stream,
             peers=tuple(agent.name or "" for agent in layer),
             preset=config.name,
@@ -265,8 +257,8 @@ class Planner:
             run = {"temperature": options.temperature, "max_tokens": options.max_tokens}
             config = config.model_copy(update={k: v for k, v in run.items() if v is not None})
         sampling = config.sampling(spec, index)
-        policy = call_policy(config, spec)
-        model = resolve_model(spec, **sampling, timeout_s=policy.first_token_s)
+        policy = call_policy(config.calls, spec)
+        model = resolve_model(spec, **sampling, timeout_s=policy.settings.first_token_timeout_s)
         repeatable = sampling["temperature"] == 0 or sampling["seed"] is not None
         # An instance from the config carries its own settings, so its calls may not repeat.
         if self.cache is not None and repeatable and not isinstance(spec.model, BaseChatModel):
