@@ -35,7 +35,7 @@ _EXPORTS = {
     "AGGREGATOR_TAG": "graph.plan",
     "PROPOSER_TAG": "graph.plan",
     "check_input": "graph.build",
-    "check_conversation": "graph.nodes",
+    "check_conversation": "graph.input_checks",
     "resolve_model": "graph.clients",
     "MoAInput": "graph.state",
     "MoAOutput": "graph.state",
@@ -71,7 +71,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; tests/test_public_api.py
     from moa_graph.errors import MoAError as MoAError
     from moa_graph.graph.build import check_input as check_input
     from moa_graph.graph.clients import resolve_model as resolve_model
-    from moa_graph.graph.nodes import check_conversation as check_conversation
+    from moa_graph.graph.input_checks import check_conversation as check_conversation
     from moa_graph.graph.plan import AGGREGATOR_NODE as AGGREGATOR_NODE
     from moa_graph.graph.plan import AGGREGATOR_TAG as AGGREGATOR_TAG
     from moa_graph.graph.plan import PROPOSER_TAG as PROPOSER_TAG

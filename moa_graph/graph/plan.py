@@ -4,8 +4,9 @@ A config says what a MoA is; a run may change some of it (:class:`RunOptions`: t
 depth, the sampling, another preset of the same shape, tools). The planner
 (:mod:`moa_graph.graph.planner`) turns the two into a frozen :class:`MoAPlan`, one
 :class:`AgentPlan` per slot, with every agent's model resolved, its sampling, call
-policy, fallbacks, node name and trace metadata. Nodes, input checks and the call
-layer receive plans, never the config.
+policy, fallbacks, node name and trace metadata, and the run's early exit policy
+(:class:`ExitPolicy`). Nodes, checks, input checks and the call layer receive plans,
+never the config.
 """
 
 from __future__ import annotations
@@ -176,11 +177,42 @@ class AgentPlan:
 
 
 @dataclass(frozen=True)
+class ExitPolicy:
+    """When a run's proposals end it early: a config's ``early_exit``, for one run.
+
+    Attributes:
+        agree: What agreeing means: ``answer``, ``similar`` or ``auto`` (see
+            :class:`~moa_graph.config.model.EarlyExit`).
+        quorum: The share of a layer's proposals so far that must agree.
+        min_similarity: How alike two texts must be to agree (0 to 1).
+        stages: The sizes of a layer's first stages; the rest is the last stage.
+        stop_unchanged: Whether a layer that kept the previous layer's answer stops
+            the stack (the aggregator then runs on it).
+        check_code: Whether code agrees by passing the prompt's examples (the
+            config's ``check_code``; never with tools, where only calls agree).
+    """
+
+    agree: Literal["answer", "similar", "auto"]
+    quorum: float
+    min_similarity: float
+    stages: tuple[int, ...]
+    stop_unchanged: bool
+    check_code: bool
+
+
+@dataclass(frozen=True)
 class MoAPlan:
-    """Every agent slot of one run: proposer layers, then the aggregator."""
+    """Every agent slot of one run: proposer layers, then the aggregator.
+
+    Attributes:
+        layers: The proposer layers of the run, each its agents in order.
+        aggregator: The aggregator.
+        exit: When the run's proposals end it early; None: they never do.
+    """
 
     layers: tuple[tuple[AgentPlan, ...], ...]
     aggregator: AgentPlan
+    exit: ExitPolicy | None = None
 
     def agents(self) -> Iterator[AgentPlan]:
         """Yield every agent, layer by layer, the aggregator last."""

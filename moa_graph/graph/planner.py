@@ -29,6 +29,7 @@ from moa_graph.graph.plan import (
     AGGREGATOR_NODE,
     AgentPlan,
     Candidate,
+    ExitPolicy,
     MoAPlan,
     RunOptions,
     proposer_node,
@@ -78,6 +79,27 @@ def tool_set_of(run: RunOptions) -> ToolSet | None:
     if not run.tools:
         return None
     return ToolSet.of(thaw(run.tools), thaw(run.tool_choice), run.parallel_tool_calls)
+
+
+def exit_policy(config: MoAConfig, run: RunOptions) -> ExitPolicy | None:
+    """Return when a run of ``config`` with ``run``'s options may end early, or None.
+
+    An answer that must follow a format is the aggregator's to write, and so is any
+    answer when the run binds tools but allows no call (``tool_choice`` ``none``);
+    with tools, only equal proposed calls end the run early.
+    """
+    settings = config.early_exit
+    tools = tool_set_of(run)
+    if settings is None or run.response_format or (run.tools and tools is None):
+        return None
+    return ExitPolicy(
+        agree=settings.agree,
+        quorum=settings.quorum,
+        min_similarity=settings.min_similarity,
+        stages=tuple(settings.stages),
+        stop_unchanged=settings.stop_unchanged,
+        check_code=config.check_code and tools is None,
+    )
 
 
 def with_depth(config: MoAConfig, depth: int) -> MoAConfig:
@@ -141,7 +163,7 @@ class Planner:
         """Return the plan of every slot the graph has: its nodes, all layers deep."""
         return self._plan_of(self.slots, RunOptions())
 
-    def run_config(self, options: RunOptions) -> MoAConfig:
+    def _run_config(self, options: RunOptions) -> MoAConfig:
         """Return the config a run with ``options`` follows, checked against the slots."""
         base = self.config
         if options.preset not in (None, self.config.name):
@@ -165,7 +187,7 @@ class Planner:
         return config
 
     def _build(self, options: RunOptions) -> MoAPlan:
-        return self._plan_of(self.run_config(options), options)
+        return self._plan_of(self._run_config(options), options)
 
     def _plan_of(self, config: MoAConfig, options: RunOptions) -> MoAPlan:
         stream = self.stream_proposers if options.show_proposals is None else options.show_proposals
@@ -179,7 +201,7 @@ class Planner:
         aggregator = self._agent(
             config, options, [config.aggregator], len(config.layers) + 1, 0, stream=True
         )
-        return MoAPlan(layers, aggregator)
+        return MoAPlan(layers, aggregator, exit_policy(config, options))
 
     def _agent(
         self,
