@@ -95,8 +95,11 @@ def moa_config(
     )
     if progress:
         return config
-    limit = config.timeout_s
-    return config.model_copy(update={"first_token_timeout_s": limit, "idle_timeout_s": limit})
+    limit = config.calls.timeout_s
+    calls = config.calls.model_copy(
+        update={"first_token_timeout_s": limit, "idle_timeout_s": limit}
+    )
+    return config.model_copy(update={"calls": calls})
 
 
 class AsyncioMoA:

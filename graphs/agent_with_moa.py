@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cache
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
+from graphs import served_graph
 from graphs.served import DEFAULT_PRESET, served_moa, served_preset
-from moa_graph import MoAConfig
-from moa_graph.graph.build import check_conversation
-from moa_graph.graph.clients import resolve_model
-from moa_graph.run.studio import MoAContext
+from moa_graph import MoAConfig, MoAContext, check_conversation, resolve_model
 
 HARD_WORDS = re.compile(
     r"\b(why|how|explain|compare|prove|derive|design|plan|analy[sz]e|trade-?offs?|step by step)\b",
@@ -73,7 +69,4 @@ def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     return builder
 
 
-@cache
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
-    return build().compile(name="agent_with_moa")
+make_graph = served_graph(build, "agent_with_moa")

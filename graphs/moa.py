@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
+from graphs import served_graph
 from graphs.served import served_moa
 from moa_graph import MoAConfig
 
@@ -17,7 +16,4 @@ def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     return served_moa(config)
 
 
-@cache
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
-    return build().compile(name="moa")
+make_graph = served_graph(build, "moa")

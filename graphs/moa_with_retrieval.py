@@ -7,18 +7,15 @@ for later turns.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage, RemoveMessage, SystemMessage
 from langgraph.graph import START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
+from graphs import served_graph
 from graphs.documents import search
 from graphs.served import around_moa
-from moa_graph import MoAConfig
-from moa_graph.graph.build import check_conversation
-from moa_graph.graph.state import MoAState
+from moa_graph import MoAConfig, MoAState, check_conversation
 
 PASSAGES = 2
 """How many passages go in front of the question."""
@@ -46,7 +43,4 @@ def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     return retrieval.add_edge(START, "retrieve").add_edge("retrieve", "moa")
 
 
-@cache
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
-    return build().compile(name="moa_with_retrieval")
+make_graph = served_graph(build, "moa_with_retrieval")

@@ -15,19 +15,16 @@ compile it with one, e.g. ``InMemorySaver()``.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from graphs import served_graph
 from graphs.served import around_moa
-from moa_graph import InputError, MoAConfig
-from moa_graph.config.model import describe_validation_error
-from moa_graph.graph.state import MoAState
+from moa_graph import InputError, MoAConfig, MoAState
 
 
 class Review(BaseModel):
@@ -50,7 +47,9 @@ def parse_review(value: Any) -> Review:
     try:
         review = Review.model_validate(value)
     except ValidationError as error:
-        raise InputError(f"invalid review: {describe_validation_error(error)}") from None
+        first = error.errors()[0]  # one line, naming the field, as moa_graph's own errors
+        field = ".".join(str(part) for part in first["loc"]) or "value"
+        raise InputError(f"invalid review: {field}: {first['msg']}") from None
     if review.action == "edit" and not (review.answer or "").strip():
         raise InputError("an 'edit' review needs a non-empty 'answer'")
     if review.action == "revise" and not (review.comment or "").strip():
@@ -81,7 +80,4 @@ def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     return reviewed.add_edge(START, "moa").add_edge("moa", "review")
 
 
-@cache
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
-    return build().compile(name="moa_with_review")
+make_graph = served_graph(build, "moa_with_review")

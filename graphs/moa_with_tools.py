@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -23,12 +22,11 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
+from graphs import served_graph
 from graphs.served import DEFAULT_PRESET, served_moa, served_preset
 from graphs.tools import TOOLS
-from moa_graph import AgentSpec, MoAConfig
-from moa_graph.graph.clients import resolve_model
+from moa_graph import AgentSpec, MoAConfig, resolve_model
 
 MAX_TOOL_ROUNDS = 3
 """Tool-calling rounds a proposer gets before it must answer."""
@@ -115,7 +113,4 @@ def build(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:
     return served_moa(with_tools(config), load=_served_with_tools)
 
 
-@cache
-def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Return the graph ``langgraph dev`` serves; the server brings the checkpointer."""
-    return build().compile(name="moa_with_tools")
+make_graph = served_graph(build, "moa_with_tools")

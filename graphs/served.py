@@ -12,13 +12,21 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import StateGraph
 
-from moa_graph import AgentSpec, MoAConfig, load_preset
-from moa_graph.graph.state import MoAInput, MoAOutput, MoAState
-from moa_graph.run.studio import MoAContext, PresetLoader, create_configurable_moa
+from moa_graph import (
+    AgentSpec,
+    MoAConfig,
+    MoAContext,
+    MoAInput,
+    MoAOutput,
+    MoAState,
+    create_moa,
+    load_preset,
+)
 
 DEFAULT_PRESET = "local-tiny"
 
@@ -43,8 +51,8 @@ def served_preset(name: str) -> MoAConfig:
 
 
 def served_moa(
-    config: MoAConfig | None = None, *, load: PresetLoader = served_preset
-) -> StateGraph[MoAState, MoAContext, MoAInput, MoAOutput]:
+    config: MoAConfig | None = None, *, load: Callable[[str], MoAConfig] = served_preset
+) -> StateGraph[MoAState, Any, MoAInput, MoAOutput]:
     """Build the configurable MoA every example graph is built around.
 
     Args:
@@ -54,7 +62,7 @@ def served_moa(
     if config is None:
         config = served_preset(os.environ.get("MOA_GRAPHS_PRESET", DEFAULT_PRESET))
     max_layers = max(int(os.environ.get("MOA_GRAPHS_MAX_LAYERS", "3")), len(config.layers))
-    return create_configurable_moa(config, max_layers=max_layers, load=load)
+    return create_moa(config, context_schema=MoAContext, max_layers=max_layers, load=load)
 
 
 def around_moa(config: MoAConfig | None = None) -> StateGraph[Any, Any, Any, Any]:

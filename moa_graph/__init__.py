@@ -7,6 +7,9 @@ Example:
 
 The public API is the table ``_EXPORTS`` below: each name and the module that defines
 it. Names are imported on first use, so the command line starts without LangGraph.
+The README, the notebooks and the example graphs (``graphs/``) import only these
+names (``tests/test_public_api.py`` checks it); the evaluation harness has its own,
+:mod:`moa_graph.eval`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ _EXPORTS = {
     "InputError": "errors",
     "MissingAPIKeyError": "errors",
     "MoAError": "errors",
-    "AGGREGATOR_NODE": "graph.build",
-    "AGGREGATOR_TAG": "graph.build",
-    "PROPOSER_TAG": "graph.build",
+    "AGGREGATOR_NODE": "graph.plan",
+    "AGGREGATOR_TAG": "graph.plan",
+    "PROPOSER_TAG": "graph.plan",
+    "check_input": "graph.build",
+    "check_conversation": "graph.input_checks",
+    "resolve_model": "graph.clients",
     "MoAInput": "graph.state",
     "MoAOutput": "graph.state",
     "MoAState": "graph.state",
@@ -38,6 +44,13 @@ _EXPORTS = {
     "Proposal": "graph.state",
     "RunExit": "graph.state",
     "create_moa": "run.factory",
+    "MoAContext": "run.studio",
+    "stream_moa": "run.streaming",
+    "Progress": "run.streaming",
+    "Token": "run.streaming",
+    "Finished": "run.streaming",
+    "open_checkpointer": "run.checkpoints",
+    "thread_config": "run.checkpoints",
     "ChatMoA": "run.chat_model",
 }
 
@@ -56,9 +69,12 @@ if TYPE_CHECKING:  # the same names, for type checkers; tests/test_public_api.py
     from moa_graph.errors import InputError as InputError
     from moa_graph.errors import MissingAPIKeyError as MissingAPIKeyError
     from moa_graph.errors import MoAError as MoAError
-    from moa_graph.graph.build import AGGREGATOR_NODE as AGGREGATOR_NODE
-    from moa_graph.graph.build import AGGREGATOR_TAG as AGGREGATOR_TAG
-    from moa_graph.graph.build import PROPOSER_TAG as PROPOSER_TAG
+    from moa_graph.graph.build import check_input as check_input
+    from moa_graph.graph.clients import resolve_model as resolve_model
+    from moa_graph.graph.input_checks import check_conversation as check_conversation
+    from moa_graph.graph.plan import AGGREGATOR_NODE as AGGREGATOR_NODE
+    from moa_graph.graph.plan import AGGREGATOR_TAG as AGGREGATOR_TAG
+    from moa_graph.graph.plan import PROPOSER_TAG as PROPOSER_TAG
     from moa_graph.graph.state import MoAInput as MoAInput
     from moa_graph.graph.state import MoAOutput as MoAOutput
     from moa_graph.graph.state import MoAState as MoAState
@@ -66,7 +82,14 @@ if TYPE_CHECKING:  # the same names, for type checkers; tests/test_public_api.py
     from moa_graph.graph.state import Proposal as Proposal
     from moa_graph.graph.state import RunExit as RunExit
     from moa_graph.run.chat_model import ChatMoA as ChatMoA
+    from moa_graph.run.checkpoints import open_checkpointer as open_checkpointer
+    from moa_graph.run.checkpoints import thread_config as thread_config
     from moa_graph.run.factory import create_moa as create_moa
+    from moa_graph.run.streaming import Finished as Finished
+    from moa_graph.run.streaming import Progress as Progress
+    from moa_graph.run.streaming import Token as Token
+    from moa_graph.run.streaming import stream_moa as stream_moa
+    from moa_graph.run.studio import MoAContext as MoAContext
 
 
 def _lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:

@@ -18,6 +18,8 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.loopback import running
+
 
 class FakeLangSmithServer(ThreadingHTTPServer):
     """The server; ``url`` is what ``LANGSMITH_ENDPOINT`` should be set to."""
@@ -125,12 +127,5 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def serve() -> Iterator[FakeLangSmithServer]:
     """Run a :class:`FakeLangSmithServer` in a thread for the duration of the block."""
-    server = FakeLangSmithServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(FakeLangSmithServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -28,9 +28,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests import tool_replies
+from tests.loopback import running
 
 Reply = Callable[[dict[str, Any]], str]
 Fault = Callable[["_Handler", dict[str, Any], int], bool]
@@ -148,6 +152,18 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
+    def write_config(self, path: Path, name: str) -> Path:
+        """Write a MoA config to ``path``: proposers ``alpha`` and ``beta`` and the
+        aggregator ``omega``, all calling this server."""
+        agent = {"base_url": self.url}
+        config = {
+            "name": name,
+            "layers": [[{"model": "openai:alpha", **agent}, {"model": "openai:beta", **agent}]],
+            "aggregator": {"model": "openai:omega", **agent},
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def closed_by_client(self, model: str | None = None) -> list[StreamLog]:
         """Return the streams the client closed before their end, of one model or all."""
         with self.lock:
@@ -171,6 +187,11 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        """Shut the open connections, then close the listening socket."""
+        self.close_connections()
+        super().server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -409,12 +430,5 @@ def serve(
     server = FakeOpenAIServer(
         reply, latency, keep_alive=keep_alive, shape=shape, idle_timeout=idle_timeout
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        thread.join()

@@ -102,7 +102,7 @@ def test_the_table_is_one_stack() -> None:
 
 def test_the_graph_never_reads_presets_or_files() -> None:
     found = modules()
-    banned = {"moa_graph.config.files", "moa_graph.config.presets"}
+    banned = {"moa_graph.config.files", "moa_graph.config.presets", "moa_graph.config.resolve"}
     for name, path in found.items():
         if folder(name) == "graph":
             assert not banned & imports(path, set(found)), name

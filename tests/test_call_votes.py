@@ -16,6 +16,7 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from moa_graph import MoAConfig
 from moa_graph.config.model import EarlyExit
@@ -167,21 +168,10 @@ async def test_moa_serve_returns_the_voted_call_in_the_openai_format(
     texts = (call("multiply", a=17, b=23), call("multiply", a=17.0, b=23), "391")
     agg = aggregator(fake_model)
     config = MoAConfig(layers=[proposers(fake_model, *texts)], aggregator=agg, aggregation="auto")
-    schema = {
-        "type": "function",
-        "function": {
-            "name": "multiply",
-            "parameters": {
-                "type": "object",
-                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                "required": ["a", "b"],
-            },
-        },
-    }
     body = {
         "model": "m",
         "messages": [{"role": "user", "content": "What is 17 times 23?"}],
-        "tools": [schema],
+        "tools": [convert_to_openai_tool(multiply)],
         "stream": stream,
     }
     transport = httpx.ASGITransport(app=create_app({"m": config}))

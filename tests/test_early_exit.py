@@ -16,14 +16,13 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
-from moa_graph import ConfigError, MoAConfig, create_moa
+from moa_graph import ConfigError, MoAConfig, MoAContext, create_moa
 from moa_graph.cli.app import _as_json
 from moa_graph.cli.display import ProgressTable, how_answered
 from moa_graph.config.model import EarlyExit, config_from_data
 from moa_graph.graph.build import AGGREGATOR_NODE, EXIT_NODE
 from moa_graph.run.checkpoints import open_checkpointer, thread_config
 from moa_graph.run.streaming import Finished, Progress, Token, stream_moa
-from moa_graph.run.studio import create_configurable_moa
 from moa_graph.server.app import create_app
 from tests.event_loop import longest_stall
 from tests.fake_chat import FakeChatModel
@@ -258,7 +257,7 @@ def test_an_unchanged_layer_stops_the_stack_and_the_aggregator_runs_on_it(staged
 
 def test_a_run_one_layer_deep_goes_from_its_check_to_the_aggregator(staged) -> None:
     config, models = staged(DISAGREE)
-    graph = create_configurable_moa(config, max_layers=3).compile()
+    graph = create_moa(config, context_schema=MoAContext, max_layers=3).compile()
     out = graph.invoke({"messages": [HumanMessage("Q?")]}, context={"layers": 1})
     assert calls(models) == {"a": 1, "b": 1, "c": 1, "agg": 1}
     assert out["exit"] is None

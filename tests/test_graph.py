@@ -229,7 +229,7 @@ def test_answer_only_streaming_keeps_proposers_tokens_from_the_caller(
 def test_with_one_overall_limit_only_calls_a_caller_streams_stream(two_layers) -> None:
     config, models = two_layers
     limit = {"timeout_s": 30.0, "first_token_timeout_s": 30.0, "idle_timeout_s": 30.0}
-    config = config.model_copy(update=limit)
+    config = config.model_copy(update={"calls": config.calls.model_copy(update=limit)})
     graph = create_moa(config, stream_proposers=False).compile()
     question = {"messages": [("user", "Q?")]}
 

@@ -17,8 +17,7 @@ from graphs import (
     moa_with_tools,
 )
 from graphs.tools import evaluate
-from moa_graph import InputError, MoAConfig
-from moa_graph.run.studio import create_configurable_moa
+from moa_graph import InputError, MoAConfig, MoAContext, create_moa
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def test_context_errors_are_one_line(fakes, fake_model, context, message) -> Non
     wide = MoAConfig(
         layers=[[fake_model("x"), fake_model("y"), fake_model("z")]], aggregator=fake_model("w")
     )
-    graph = create_configurable_moa(config, load=lambda name: wide).compile()
+    graph = create_moa(config, context_schema=MoAContext, load=lambda name: wide).compile()
     with pytest.raises(InputError, match=message):
         graph.invoke(ask("Q?"), context=context)
 
@@ -87,7 +86,7 @@ def test_context_preset_switches_the_models_not_the_nodes(fakes, fake_model) -> 
     config, models = fakes
     other = {n: fake_model(n) for n in ("p", "q", "r")}
     loaded = MoAConfig(layers=[[other["p"], other["q"]]], aggregator=other["r"], name="other")
-    graph = create_configurable_moa(config, load=lambda name: loaded).compile()
+    graph = create_moa(config, context_schema=MoAContext, load=lambda name: loaded).compile()
     out = graph.invoke(ask("Q?"), context={"preset": "other"})
     assert [p.model for p in out["proposals"]] == ["p", "q"]
     assert out["messages"][-1].content == "r answers: Q?"

@@ -10,29 +10,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from langgraph_sdk import get_client
 
 from tests.openai_server import FakeOpenAIServer
+from tests.server_process import free_port, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
 STARTUP_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def served(openai_server: FakeOpenAIServer, tmp_path: Path) -> Iterator[str]:
     """A ``langgraph dev`` server on a free loopback port; yields its URL."""
     executable = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     assert executable, "langgraph-cli[inmem] is not installed"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_"))}
     env |= {
         "LANGSMITH_TRACING": "false",
@@ -48,44 +39,18 @@ def served(openai_server: FakeOpenAIServer, tmp_path: Path) -> Iterator[str]:
         "MOA_GRAPHS_BASE_URL": openai_server.url,
         "MOA_GRAPHS_PRESET": "local-tiny",
     }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            executable,
-            "dev",
-            "--no-browser",
-            "--no-reload",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            f"{port}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "server.log"
+    command = [executable, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [*command, "--port", f"{port}"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "langgraph dev did not start in time"
-            time.sleep(0.5)
+        wait_until_up(server, f"{url}/ok", log=log, timeout=STARTUP_S)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        stop(server, timeout=20)
 
 
 async def test_langgraph_dev_serves_every_graph(

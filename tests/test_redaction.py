@@ -12,18 +12,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
-import yaml
 
 from moa_graph.calls import secrets
 from moa_graph.calls.secrets import REDACTED, StreamRedactor, redact_data
 from moa_graph.run.chat_model import ChatMoA
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import Served, serve_configs
 
 KEY_ENV = "MOA_TEST_UPSTREAM_KEY"
 KEY = "moa-test-7f3e9a1c5b2d4680"
@@ -95,27 +93,19 @@ def _no_key_reached_an_agent(upstream: FakeOpenAIServer) -> None:
     assert f"beta saw {REDACTED} today" in json.dumps(gamma["messages"])
 
 
-@dataclass
-class Setup:
-    moa: ServedMoA
-    upstream: FakeOpenAIServer
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    directory = tmp_path_factory.mktemp("serve-redaction")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("serve-redaction")
     with serve() as upstream, pytest.MonkeyPatch.context() as env:
         upstream.fault = _echo
         env.setenv(KEY_ENV, KEY)
-        path = directory / "echo-moa.yaml"
-        path.write_text(yaml.safe_dump(_config(upstream.url)))
-        with moa_serve(["--config", str(path)], log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream)
-            assert KEY not in moa.log_text()
+        with serve_configs(upstream, [_config(upstream.url)], folder) as served:
+            yield served
+            assert KEY not in served.moa.log_text()
 
 
 @pytest.fixture
-def client(setup: Setup) -> openai.OpenAI:
+def client(setup: Served) -> openai.OpenAI:
     setup.upstream.requests.clear()
     setup.upstream.authorizations.clear()
     return openai.OpenAI(base_url=setup.moa.url, api_key="unused", max_retries=0)
@@ -130,7 +120,7 @@ def _ask(client: openai.OpenAI, stream: bool, **options: Any) -> Any:
 
 
 def test_served_answer_and_proposals_have_the_key_redacted(
-    setup: Setup, client: openai.OpenAI
+    setup: Served, client: openai.OpenAI
 ) -> None:
     answer = _ask(client, False, extra_body={"moa": {"include_proposals": True}})
     assert answer.choices[0].message.content == ANSWER
@@ -143,7 +133,7 @@ def test_served_answer_and_proposals_have_the_key_redacted(
 
 
 def test_served_stream_has_the_key_redacted_though_split_across_events(
-    setup: Setup, client: openai.OpenAI
+    setup: Served, client: openai.OpenAI
 ) -> None:
     chunks = _ask(client, True)
     pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
@@ -155,7 +145,7 @@ def test_served_stream_has_the_key_redacted_though_split_across_events(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_served_tool_call_arguments_have_the_key_redacted(
-    setup: Setup, client: openai.OpenAI, stream: bool
+    setup: Served, client: openai.OpenAI, stream: bool
 ) -> None:
     answer = _ask(client, stream, tools=[SHELL])
     if stream:

@@ -31,7 +31,7 @@ from moa_graph.server.app import create_app
 from moa_graph.server.guard import ClientGuard, allowed_hosts, guard_middleware
 from tests.fault_server import UNAUTHORIZED, fault_server
 from tests.openai_server import FakeOpenAIServer, serve
-from tests.server_process import ServedMoA, free_port, moa_serve, serve_command
+from tests.server_process import ServedMoA, free_port, moa_serve, serve_command, serve_configs
 
 UI = "http://localhost:3000"
 EVIL = "https://evil.example"
@@ -61,19 +61,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("guard")
     with serve() as upstream:
         agent = {"base_url": upstream.url}
-        config = directory / "fake-moa.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "fake-moa",
-                    "layers": [[{"model": "openai:alpha", **agent}]],
-                    "aggregator": {"model": "openai:gamma", **agent},
-                }
-            )
-        )
-        args = ["--config", str(config), "--allow-origin", UI, "--allow-host", "moa.test"]
-        with moa_serve(args, log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream, config)
+        config = {
+            "name": "fake-moa",
+            "layers": [[{"model": "openai:alpha", **agent}]],
+            "aggregator": {"model": "openai:gamma", **agent},
+        }
+        args = ["--allow-origin", UI, "--allow-host", "moa.test"]
+        with serve_configs(upstream, [config], directory, *args) as served:
+            yield Setup(served.moa, upstream, directory / "fake-moa.yaml")
 
 
 HOST_REFUSED = (

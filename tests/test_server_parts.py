@@ -12,12 +12,12 @@ import yaml
 
 from moa_graph.config.model import MoAConfig
 from moa_graph.errors import ConfigError
-from moa_graph.graph.plan import AgentPlan
+from moa_graph.graph.plan import AgentPlan, RunOptions
 from moa_graph.graph.planner import Planner
 from moa_graph.run.checkpoints import open_checkpointer
 from moa_graph.server.app import check_bind, is_loopback, served_configs
 from moa_graph.server.served import ServedModel
-from moa_graph.server.wire import BodyError, check_body
+from moa_graph.server.wire import BodyError, ChatCompletionRequest, check_body
 from tests.fake_chat import FakeChatModel
 
 
@@ -70,6 +70,18 @@ async def test_a_served_model_runs_on_the_checkpointer(
     assert state.values["messages"][-1].text == "b answers: Hi"
 
 
+def request(temperature: float | None, max_tokens: int | None, scope: str) -> RunOptions:
+    """Return the run options of a chat completion request with this sampling."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "moa": {"sampling": scope},
+    }
+    sampling = {"temperature": temperature, "max_tokens": max_tokens}
+    body.update({key: value for key, value in sampling.items() if value is not None})
+    return ChatCompletionRequest.model_validate(body).run_options()
+
+
 def test_a_requests_sampling_is_the_default_of_the_agents_in_its_scope() -> None:
     agent = {"model": "openai:a", "base_url": "http://127.0.0.1:9/v1"}
     greedy = {**agent, "temperature": 0.0}  # an agent's own setting stays
@@ -82,13 +94,13 @@ def test_a_requests_sampling_is_the_default_of_the_agents_in_its_scope() -> None
         model = agent.candidates[0].model
         return model.temperature, model.max_tokens  # type: ignore[attr-defined]
 
-    plan = planner.plan(ServedModel.options(0.2, None, "aggregator"))
+    plan = planner.plan(request(0.2, None, "aggregator"))
     assert [settings(a) for a in plan.agents()] == [(0.7, 50), (0.0, 50), (0.2, 50)]
-    plan = planner.plan(ServedModel.options(0.2, 7, "all"))
+    plan = planner.plan(request(0.2, 7, "all"))
     assert [settings(a) for a in plan.agents()] == [(0.2, 7), (0.0, 7), (0.2, 7)]
-    assert planner.plan(ServedModel.options(0.2, 7, "all")) is plan  # planned once
+    assert planner.plan(request(0.2, 7, "all")) is plan  # planned once
     for tokens in range(1, 40):
-        planner.plan(ServedModel.options(None, tokens, "aggregator"))
+        planner.plan(request(None, tokens, "aggregator"))
     assert len(planner._plans) == 32  # the most recent options only
 
 

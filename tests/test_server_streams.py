@@ -11,17 +11,14 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 
 from tests.fault_server import Fault, dropped_after, fault_server, malformed_after, slow
-from tests.openai_server import FakeOpenAIServer
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import Served, serve_configs
 
 BODY_TIMEOUT_S = 1.0
 AGGREGATORS = ("agg-slow", "agg-drop", "agg-drop-raw", "agg-malformed", "agg-early", "agg-plain")
@@ -34,14 +31,8 @@ def _reply(request: dict[str, Any]) -> str:
     return f"{request['model']} says: {request['messages'][-1]['content']}"
 
 
-@dataclass
-class Setup:
-    moa: ServedMoA
-    upstream: FakeOpenAIServer
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("serve-streams")
     table: dict[str, dict[int, Fault]] = {
         # The first attempt streams a few words, then fails; the retry is whole.
@@ -57,34 +48,32 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         return table.get(model, {}).get(number) or always.get(model)
 
     with fault_server(plan, reply=_reply) as upstream:
-        paths = []
-        for aggregator in AGGREGATORS:
-            agent = {"model": "openai:proposer", "base_url": upstream.url}
-            config = {
+        agent = {"model": "openai:proposer", "base_url": upstream.url}
+        configs = [
+            {
                 "name": aggregator.replace("agg", "moa"),
                 "layers": [[agent]],
                 "aggregator": {"model": f"openai:{aggregator}", "base_url": upstream.url},
                 "backoff_s": 0.01,
                 "max_backoff_s": 0.05,
             }
-            paths.append(directory / f"{aggregator}.yaml")
-            paths[-1].write_text(yaml.safe_dump(config))
-        args = [a for path in paths for a in ("--config", str(path))]
-        args += ["--max-concurrent", "1", "--body-timeout", str(BODY_TIMEOUT_S)]
-        with moa_serve(args, log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream)
+            for aggregator in AGGREGATORS
+        ]
+        args = ["--max-concurrent", "1", "--body-timeout", str(BODY_TIMEOUT_S)]
+        with serve_configs(upstream, configs, directory, *args) as served:
+            yield served
 
 
 def _user(text: str) -> list[Any]:
     return [{"role": "user", "content": text}]
 
 
-def _post(setup: Setup, content: bytes | str) -> httpx.Response:
+def _post(setup: Served, content: bytes | str) -> httpx.Response:
     headers = {"Content-Type": "application/json"}
     return httpx.post(f"{setup.moa.url}/chat/completions", content=content, headers=headers)
 
 
-def _wait_for_a_free_slot(setup: Setup, model: str) -> httpx.Response:
+def _wait_for_a_free_slot(setup: Served, model: str) -> httpx.Response:
     """Ask ``model`` until it is not answered 429 (the server frees a slot once the
     run's model calls have stopped), for at most two seconds."""
     body = {"model": model, "messages": _user("Next?")}
@@ -96,7 +85,7 @@ def _wait_for_a_free_slot(setup: Setup, model: str) -> httpx.Response:
         time.sleep(0.05)
 
 
-def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_stream(setup: Setup) -> None:
+def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_stream(setup: Served) -> None:
     body = {"model": "moa-slow", "messages": _user("Long answer?"), "stream": True}
     for hung_up in range(1, 4):
         with (
@@ -119,7 +108,7 @@ def test_a_client_that_hangs_up_mid_stream_cancels_the_upstream_stream(setup: Se
     ]
 
 
-def _stream_until_error(setup: Setup, model: str) -> tuple[str, openai.APIError | None]:
+def _stream_until_error(setup: Served, model: str) -> tuple[str, openai.APIError | None]:
     client = openai.OpenAI(base_url=setup.moa.url, api_key="unused", max_retries=0)
     pieces: list[str] = []
     try:
@@ -136,7 +125,7 @@ def _stream_until_error(setup: Setup, model: str) -> tuple[str, openai.APIError 
     ("model", "aggregator"), [("moa-drop", "agg-drop"), ("moa-malformed", "agg-malformed")]
 )
 def test_an_aggregator_stream_failing_after_tokens_ends_with_an_error_event(
-    setup: Setup, model: str, aggregator: str
+    setup: Served, model: str, aggregator: str
 ) -> None:
     text, error = _stream_until_error(setup, model)
     # What went out is the start of the first attempt's answer, never two spliced.
@@ -146,7 +135,7 @@ def test_an_aggregator_stream_failing_after_tokens_ends_with_an_error_event(
     assert isinstance(error.body, dict) and error.body.get("type")
 
 
-def test_the_error_event_is_the_last_event(setup: Setup) -> None:
+def test_the_error_event_is_the_last_event(setup: Served) -> None:
     body = {"model": "moa-drop-raw", "messages": _user("Hi"), "stream": True}
     with httpx.stream(
         "POST", f"{setup.moa.url}/chat/completions", json=body, timeout=30
@@ -160,14 +149,14 @@ def test_the_error_event_is_the_last_event(setup: Setup) -> None:
     assert "[DONE]" not in events
 
 
-def test_a_failure_before_any_token_is_retried_into_a_whole_answer(setup: Setup) -> None:
+def test_a_failure_before_any_token_is_retried_into_a_whole_answer(setup: Served) -> None:
     text, error = _stream_until_error(setup, "moa-early")
     assert error is None
     assert text == "agg-early says: Hi"
     assert setup.upstream.calls["agg-early"] == 2
 
 
-def test_a_body_nested_too_deeply_is_400(setup: Setup) -> None:
+def test_a_body_nested_too_deeply_is_400(setup: Served) -> None:
     for depth in (100, 5_000):
         messages = "[" * depth + "]" * depth
         response = _post(setup, f'{{"model": "moa-plain", "messages": {messages}}}')
@@ -177,7 +166,7 @@ def test_a_body_nested_too_deeply_is_400(setup: Setup) -> None:
         assert error["type"] == "invalid_request_error"
 
 
-def test_a_lone_surrogate_is_400_naming_messages(setup: Setup) -> None:
+def test_a_lone_surrogate_is_400_naming_messages(setup: Served) -> None:
     calls = sum(setup.upstream.calls.values())
     body = '{"model": "moa-plain", "messages": [{"role": "user", "content": "\\ud800x"}]}'
     response = _post(setup, body)
@@ -188,7 +177,7 @@ def test_a_lone_surrogate_is_400_naming_messages(setup: Setup) -> None:
     assert sum(setup.upstream.calls.values()) == calls
 
 
-def test_a_body_sent_too_slowly_is_408(setup: Setup) -> None:
+def test_a_body_sent_too_slowly_is_408(setup: Served) -> None:
     body = json.dumps({"model": "moa-plain", "messages": _user("Slow body?")}).encode()
     url = httpx.URL(setup.moa.url)
     head = (

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -26,7 +24,7 @@ from moa_graph.config.model import MoAConfig
 from moa_graph.server.app import create_app
 from tests.fake_chat import FakeChatModel
 from tests.openai_server import FakeOpenAIServer, serve
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import Served, serve_configs
 
 WEATHER = {
     "type": "function",
@@ -70,14 +68,8 @@ ANSWER_SCHEMA = {
 }
 
 
-@dataclass
-class Setup:
-    moa: ServedMoA
-    upstream: FakeOpenAIServer
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("serve-tools")
     with serve() as upstream:
 
@@ -89,14 +81,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             "layers": [[agent("alpha"), agent("beta")]],
             "aggregator": agent("gamma"),
         }
-        path = directory / "tool-moa.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with moa_serve(["--config", str(path)], log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream)
+        with serve_configs(upstream, [config], directory) as served:
+            yield served
 
 
 @pytest.fixture
-def client(setup: Setup) -> Iterator[openai.OpenAI]:
+def client(setup: Served) -> Iterator[openai.OpenAI]:
     setup.upstream.arguments = None
     yield openai.OpenAI(base_url=setup.moa.url, api_key="unused", max_retries=0)
     setup.upstream.arguments = None
@@ -132,7 +122,7 @@ def _plain_calls(message: Any) -> list[dict[str, Any]]:
 
 
 def test_tool_calls_plain_and_streamed_in_the_openai_format(
-    setup: Setup, client: openai.OpenAI
+    setup: Served, client: openai.OpenAI
 ) -> None:
     start = len(setup.upstream.requests)
     completion = client.chat.completions.create(
@@ -183,7 +173,7 @@ def test_tool_calls_plain_and_streamed_in_the_openai_format(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_parallel_tool_calls_and_a_named_tool_choice(
-    setup: Setup, client: openai.OpenAI, stream: bool
+    setup: Served, client: openai.OpenAI, stream: bool
 ) -> None:
     def calls(**options: Any) -> list[tuple[str, dict[str, Any]]]:
         answer = client.chat.completions.create(
@@ -214,7 +204,7 @@ def test_parallel_tool_calls_and_a_named_tool_choice(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_choice_none_answers_in_text(
-    setup: Setup, client: openai.OpenAI, stream: bool
+    setup: Served, client: openai.OpenAI, stream: bool
 ) -> None:
     start = len(setup.upstream.requests)
     answer = client.chat.completions.create(
@@ -241,7 +231,7 @@ def _weather(city: str, days: int, unit: str) -> str:
     return f"{city}: sunny for {days} days, 21 degrees {unit}"
 
 
-def test_a_tool_call_round_trip(setup: Setup, client: openai.OpenAI) -> None:
+def test_a_tool_call_round_trip(setup: Served, client: openai.OpenAI) -> None:
     messages: list[Any] = _user("What is the weather in Paris?")
     first = client.chat.completions.create(model="tool-moa", messages=messages, tools=[WEATHER])
     message = first.choices[0].message
@@ -273,7 +263,7 @@ def test_a_tool_call_round_trip(setup: Setup, client: openai.OpenAI) -> None:
     }
 
 
-def test_langchain_tool_round_trip_streamed(setup: Setup) -> None:
+def test_langchain_tool_round_trip_streamed(setup: Served) -> None:
     @tool
     def get_time(city: str) -> str:
         """The local time in a city."""
@@ -307,7 +297,7 @@ def _valid(value: Any, schema: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_response_format_json_schema(setup: Setup, client: openai.OpenAI, stream: bool) -> None:
+def test_response_format_json_schema(setup: Served, client: openai.OpenAI, stream: bool) -> None:
     response_format: Any = {
         "type": "json_schema",
         "json_schema": {"name": "weather", "schema": ANSWER_SCHEMA, "strict": True},
@@ -329,7 +319,7 @@ def test_response_format_json_schema(setup: Setup, client: openai.OpenAI, stream
     assert all("response_format" not in r for r in _since(setup.upstream, start, "alpha"))
 
 
-def test_response_format_json_object_and_text(setup: Setup, client: openai.OpenAI) -> None:
+def test_response_format_json_object_and_text(setup: Served, client: openai.OpenAI) -> None:
     start = len(setup.upstream.requests)
     answer = client.chat.completions.create(
         model="tool-moa", messages=_user("Hi, in JSON"), response_format={"type": "json_object"}
@@ -398,7 +388,7 @@ def test_response_format_json_object_and_text(setup: Setup, client: openai.OpenA
     ],
 )
 def test_malformed_tools_and_tool_messages_are_400s(
-    setup: Setup, body: dict[str, Any], param: str | None, says: str
+    setup: Served, body: dict[str, Any], param: str | None, says: str
 ) -> None:
     start = len(setup.upstream.requests)
     reply = httpx.post(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from moa_graph.errors import ModelCallError
 from moa_graph.run.streaming import Finished, Token, stream_moa
 from tests.fault_server import Fault, dropped_after, fault_server, malformed_after
 from tests.openai_server import FakeOpenAIServer
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import Served, serve_configs
 from tests.test_cli import moa as run_moa
 
 ROLES = ("agg", "prop")
@@ -160,25 +159,18 @@ def test_moa_ask_json_answers_with_the_retry(tmp_path: Path, role: str, fault: s
 # answer broke after tokens went out ends in a clean error event.
 
 
-@dataclass
-class Served:
-    moa: ServedMoA
-    upstream: FakeOpenAIServer
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("shown")
     with fault_server(_plan, reply=_reply) as upstream:
-        args = []
-        for role in ROLES:
-            for fault in FAULTS:
-                for front in FRONTS:
-                    path = folder / f"{role}-{fault}-{front}.yaml"
-                    path.write_text(yaml.safe_dump(_config(upstream.url, role, fault, front)))
-                    args += ["--config", str(path)]
-        with moa_serve(args, log=folder / "serve.log") as moa:
-            yield Served(moa, upstream)
+        configs = [
+            _config(upstream.url, role, fault, front)
+            for role in ROLES
+            for fault in FAULTS
+            for front in FRONTS
+        ]
+        with serve_configs(upstream, configs, folder) as served:
+            yield served
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -15,7 +15,6 @@ from typing import Any
 
 import openai
 import pytest
-import yaml
 from langchain_core.messages import AIMessage
 
 from moa_graph.calls.replies import ToolCallError, checked
@@ -23,7 +22,7 @@ from moa_graph.errors import ModelCallError
 from moa_graph.run.chat_model import ChatMoA
 from tests import tool_replies
 from tests.openai_server import FakeOpenAIServer, _Handler, serve
-from tests.server_process import ServedMoA, moa_serve
+from tests.server_process import ServedMoA, serve_configs
 
 SHELL = {
     "type": "function",
@@ -42,6 +41,10 @@ CUT_OFF = '{"command": "rm -rf /home/user/build'
 close the string and call ``rm -rf /home/user/build``."""
 
 SERVED_PREFIX = "upstream failure: aggregator 'gamma' failed: openai:gamma: ToolCallError: "
+CUT_OFF_SAYS = (
+    "the call of tool 'run_shell' was cut off at the token limit "
+    "(finish_reason 'length'), so it is not a tool call; raise the agent's max_tokens"
+)
 
 
 @dataclass
@@ -116,10 +119,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("serve-tool-holes")
     with serve() as server:
         upstream = Upstream(server)
-        path = directory / "tool-moa.yaml"
-        path.write_text(yaml.safe_dump(_config(server.url)))
-        with moa_serve(["--config", str(path)], log=directory / "serve.log") as moa:
-            yield Setup(moa, upstream)
+        with serve_configs(server, [_config(server.url)], directory) as served:
+            yield Setup(served.moa, upstream)
 
 
 @pytest.fixture
@@ -169,36 +170,25 @@ def test_a_well_formed_call_is_still_a_call(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_call_cut_off_at_the_token_limit_is_an_error_not_a_call(
-    setup: Setup, client: openai.OpenAI, stream: bool
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (Answer(CUT_OFF, "length"), CUT_OFF_SAYS),
+        (
+            Answer('["rm", "-rf", "/home/user/build"]', "tool_calls"),
+            "the arguments of tool 'run_shell' are an array, not a JSON object",
+        ),
+        # A stream that ends mid-arguments without saying why: LangChain would close the
+        # string; the arguments as sent are not JSON.
+        (Answer(CUT_OFF, "tool_calls"), "the arguments of tool 'run_shell' are not valid JSON"),
+    ],
+    ids=["cut-off-at-the-token-limit", "a-json-array", "not-json-without-a-length-finish"],
+)
+def test_a_broken_call_is_an_error_naming_the_tool_not_a_call(
+    setup: Setup, client: openai.OpenAI, stream: bool, answer: Answer, says: str
 ) -> None:
-    setup.upstream.answer = Answer(CUT_OFF, "length")
-    assert _refused(setup, client, stream) == SERVED_PREFIX + (
-        "the call of tool 'run_shell' was cut off at the token limit "
-        "(finish_reason 'length'), so it is not a tool call; raise the agent's max_tokens"
-    )
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_arguments_that_are_a_json_array_are_an_error_naming_the_tool(
-    setup: Setup, client: openai.OpenAI, stream: bool
-) -> None:
-    setup.upstream.answer = Answer('["rm", "-rf", "/home/user/build"]', "tool_calls")
-    assert _refused(setup, client, stream) == SERVED_PREFIX + (
-        "the arguments of tool 'run_shell' are an array, not a JSON object"
-    )
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_arguments_that_are_not_json_are_an_error_even_without_a_length_finish(
-    setup: Setup, client: openai.OpenAI, stream: bool
-) -> None:
-    # A stream that ends mid-arguments without saying why: LangChain would close the
-    # string; the arguments as sent are not JSON.
-    setup.upstream.answer = Answer(CUT_OFF, "tool_calls")
-    assert _refused(setup, client, stream) == SERVED_PREFIX + (
-        "the arguments of tool 'run_shell' are not valid JSON"
-    )
+    setup.upstream.answer = answer
+    assert _refused(setup, client, stream) == SERVED_PREFIX + says
 
 
 @pytest.fixture
@@ -210,12 +200,6 @@ def upstream() -> Iterator[Upstream]:
 # The aggregator streams its call when its tokens are timed (the default), and an
 # async run asks for it whole when every limit is the same.
 WHOLE = {"timeout_s": 60, "first_token_timeout_s": 60, "idle_timeout_s": 60}
-
-
-CUT_OFF_SAYS = (
-    "the call of tool 'run_shell' was cut off at the token limit "
-    "(finish_reason 'length'), so it is not a tool call; raise the agent's max_tokens"
-)
 
 
 @pytest.mark.parametrize(

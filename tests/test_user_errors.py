@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 from rich.console import Console
 
-from moa_graph import ConfigError, MoAConfig, load_config, load_preset
+from moa_graph import ConfigError, MoAConfig, MoAContext, create_moa, load_config, load_preset
 from moa_graph.cli.display import ProgressTable, render_proposals, render_run
 from moa_graph.config.model import config_from_data
 from moa_graph.config.presets import preset_data
@@ -32,7 +32,6 @@ from moa_graph.errors import ModelCallError
 from moa_graph.graph.state import Proposal
 from moa_graph.run.checkpoints import default_checkpoints, open_checkpointer
 from moa_graph.run.streaming import Event, Finished, Progress, Token
-from moa_graph.run.studio import MoAContext, create_configurable_moa
 from tests.test_cli import moa
 
 BASE: dict[str, Any] = {"layers": [["openai:a"]], "aggregator": "openai:a"}
@@ -105,7 +104,7 @@ def test_run_context_refuses_a_path_as_preset(fake_model) -> None:
         raise AssertionError("never loaded")
 
     own = MoAConfig(layers=[[fake_model("a")]], aggregator=fake_model("agg"), name="t")
-    graph = create_configurable_moa(own, load=load).compile()
+    graph = create_moa(own, context_schema=MoAContext, load=load).compile()
     with pytest.raises(ValidationError, match=re.escape(bad_name("/etc/x"))):
         graph.invoke({"messages": [("user", "Q?")]}, context={"preset": "/etc/x"})
     assert loaded == []
@@ -420,30 +419,18 @@ CONFIG = MoAConfig(
     aggregator={"model": "openai:agg", "name": "agg"},
 )
 FINISHED = {"latency_s": 0.5, "input_tokens": 3, "output_tokens": 4}
+
+
+def first_layer(index: int, agent: str, **fields: Any) -> Proposal:
+    """A proposal of the first turn's first layer, by an agent of model ``openai:p``."""
+    return Proposal(turn=1, layer=1, index=index, agent=agent, model="openai:p", **fields)
+
+
 FINAL_STATE = {
     "messages": [HumanMessage("Q?"), AIMessage("answer")],
     "proposals": [
-        Proposal(
-            turn=1,
-            layer=1,
-            index=0,
-            agent="p1",
-            model="openai:p",
-            content="c",
-            latency_s=0.5,
-            input_tokens=3,
-            output_tokens=4,
-        ),
-        Proposal(
-            turn=1,
-            layer=1,
-            index=1,
-            agent="p2",
-            model="openai:p",
-            content="",
-            latency_s=1.5,
-            error="boom",
-        ),
+        first_layer(0, "p1", content="c", **FINISHED),
+        first_layer(1, "p2", content="", latency_s=1.5, error="boom"),
     ],
 }
 FINAL_TABLE = [

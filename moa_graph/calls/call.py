@@ -7,7 +7,7 @@ empty replies) with exponential backoff and full jitter, honours ``Retry-After``
 and fails at once on anything else (bad key, invalid request). Retrying is done
 here rather than in each provider's client so that it is the same for every
 provider and for model instances, and covers replies a client accepts as valid
-(an empty message).
+(an empty message). How an attempt's progress is timed is :mod:`moa_graph.calls.progress`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +34,8 @@ from tenacity import (
 
 from moa_graph.calls import replies
 from moa_graph.calls.failures import EmptyReplyError, describe, is_transient, retry_after
+from moa_graph.calls.progress import Progress, watch, watches_tokens
+from moa_graph.config.call_settings import CallSettings
 from moa_graph.errors import ModelCallError, StreamInterruptedError
 
 SHOWN_TAGS = "moa_shown_tags"
@@ -53,23 +53,12 @@ class CallPolicy:
     """How one agent's calls are made.
 
     Attributes:
-        timeout_s: Seconds one attempt may take in all, however lively.
-        first_token_s: Seconds an attempt may wait for its first token.
-        idle_s: Seconds an attempt may go between two tokens.
-        max_retries: Retries of a transient failure.
-        backoff_s: First backoff, doubled per retry.
-        max_backoff_s: Longest backoff.
-        max_retry_after_s: Longest ``Retry-After`` honoured.
+        settings: The config's call settings with the agent's own timeout and retries
+            (:meth:`~moa_graph.config.call_settings.CallSettings.for_agent`).
         rate_limiter: The provider's shared limiter, if it has a rate limit.
     """
 
-    timeout_s: float
-    first_token_s: float
-    idle_s: float
-    max_retries: int
-    backoff_s: float
-    max_backoff_s: float
-    max_retry_after_s: float
+    settings: CallSettings
     rate_limiter: InMemoryRateLimiter | None = None
 
 
@@ -86,9 +75,10 @@ def rate_limiter(provider: str, requests_per_second: float) -> InMemoryRateLimit
         return _limiters[key]
 
 
-def _wait(policy: CallPolicy) -> Callable[[RetryCallState], float]:
+def _wait(settings: CallSettings) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
-        ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
+        doubled = settings.backoff_s * 2 ** (state.attempt_number - 1)
+        ceiling = min(settings.max_backoff_s, doubled)
         backoff = random.uniform(0, ceiling)
         error = state.outcome.exception() if state.outcome else None
         after = retry_after(error) if error else None
@@ -97,18 +87,18 @@ def _wait(policy: CallPolicy) -> Callable[[RetryCallState], float]:
     return wait
 
 
-def _retrying(policy: CallPolicy, cls: type[Any]) -> Any:
+def _retrying(settings: CallSettings, cls: type[Any]) -> Any:
     def stop(state: RetryCallState) -> bool:
-        if state.attempt_number > policy.max_retries:
+        if state.attempt_number > settings.max_retries:
             return True
         error = state.outcome.exception() if state.outcome else None
         after = retry_after(error) if error else None
-        return after is not None and after > policy.max_retry_after_s
+        return after is not None and after > settings.max_retry_after_s
 
     return cls(
         retry=retry_if_exception(is_transient),
         stop=stop,
-        wait=_wait(policy),
+        wait=_wait(settings),
         reraise=True,
     )
 
@@ -118,68 +108,6 @@ class StreamBrokenError(Exception):
 
     A retry cannot take back text already shown, and its own text would follow it.
     """
-
-
-class DeadlinePassedError(Exception):
-    """The layer's deadline passed during a call: not worth another attempt."""
-
-
-class _Progress(replies.StreamedCalls):
-    """Times the tokens of one attempt, to tell a slow model from a stalled one.
-
-    Sync calls cannot be cancelled in-process, so there the handler itself ends a
-    late attempt at its next token (``raise_error``); a stream that sends nothing
-    more is ended by the client's read timeout. It also collects the streamed tool
-    calls (:class:`~moa_graph.calls.replies.StreamedCalls`): one handler per attempt,
-    as LangChain's dispatch of each token to a handler costs more than either's work.
-    """
-
-    raise_error = True
-    run_inline = True  # a thread hop per token would cost more than the bookkeeping
-
-    def __init__(self, policy: CallPolicy, deadline: float | None, *, sync: bool) -> None:
-        super().__init__()
-        self.policy = policy
-        self.started = time.monotonic()
-        self.deadline = deadline
-        self.sync = sync
-        self.tokens = 0
-        self.last_token: float | None = None
-
-    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
-        self.last_token = time.monotonic()
-        if token:  # role, finish and usage chunks show nothing
-            self.tokens += 1
-        if self.sync and (late := self.overdue(self.last_token)):
-            raise self.late(late)
-        super().on_llm_new_token(token, **kwargs)
-
-    def late(self, reason: str) -> Exception:
-        """Return the error for an attempt that is late for ``reason``."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return DeadlinePassedError(reason)
-        return TimeoutError(reason)
-
-    def due(self) -> float:
-        """Return when the attempt is late if nothing more happens (monotonic)."""
-        if self.last_token is None:
-            lively = self.started + self.policy.first_token_s
-        else:
-            lively = self.last_token + self.policy.idle_s
-        limits = [lively, self.started + self.policy.timeout_s]
-        return min(limits if self.deadline is None else [*limits, self.deadline])
-
-    def overdue(self, now: float) -> str | None:
-        """Return why the attempt is late at ``now``, or None if it is not."""
-        if now < self.due():
-            return None
-        if self.deadline is not None and now >= self.deadline:
-            return "the layer deadline passed"
-        if now >= self.started + self.policy.timeout_s:
-            return f"no reply within {self.policy.timeout_s:g}s"
-        if self.last_token is None:
-            return f"no first token within {self.policy.first_token_s:g}s"
-        return f"no token for {self.policy.idle_s:g}s"
 
 
 def _streams_to_caller(config: RunnableConfig, merged: RunnableConfig) -> bool:
@@ -199,15 +127,6 @@ def _streams_to_caller(config: RunnableConfig, merged: RunnableConfig) -> bool:
     handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
     # The test LangChain itself uses to decide whether a call streams.
     return any(isinstance(h, _StreamingCallbackHandler) for h in handlers or [])
-
-
-def _watches_tokens(policy: CallPolicy) -> bool:
-    """Whether an async attempt's limits need the timing of its tokens.
-
-    A first-token or idle limit shorter than the overall one does. Without one, a
-    streamed attempt fails only where a reply that comes back whole does.
-    """
-    return min(policy.first_token_s, policy.idle_s) < policy.timeout_s
 
 
 def _streaming(model: Runnable[Any, Any], *, stream: bool = True) -> dict[str, Any]:
@@ -251,7 +170,7 @@ def _with_handlers(
     return {**config, "callbacks": callbacks}
 
 
-def _broken(error: Exception, progress: _Progress, visible: bool) -> Exception:
+def _broken(error: Exception, progress: Progress, visible: bool) -> Exception:
     """Return the error to raise for a failed attempt: unretryable once tokens were shown."""
     if visible and progress.tokens:
         return StreamBrokenError(
@@ -266,27 +185,6 @@ def _failed(error: Exception) -> ModelCallError:
     if isinstance(error, StreamBrokenError):
         return StreamInterruptedError(describe(error))
     return ModelCallError(describe(error))
-
-
-async def _watch(task: asyncio.Task[Any], progress: _Progress) -> Any:
-    """Await ``task``, cancelling it when the attempt stops making progress.
-
-    A cancelled caller cancels it too: a client that hung up stops the upstream stream.
-    """
-    while True:
-        timeout = max(progress.due() - time.monotonic(), 0.0)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if done:
-            return task.result()
-        if late := progress.overdue(time.monotonic()):
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-            raise progress.late(late)
 
 
 @dataclass(frozen=True)
@@ -313,21 +211,21 @@ async def acall(request: Call, *, deadline: float | None = None) -> AIMessage:
     """
     policy, merged = request.policy, ensure_config(request.config)
     visible = _streams_to_caller(request.config, merged)
-    arguments = _streaming(request.model, stream=visible or _watches_tokens(policy))
+    arguments = _streaming(request.model, stream=visible or watches_tokens(policy.settings))
 
     async def attempt() -> AIMessage:
         if policy.rate_limiter:
             await policy.rate_limiter.aacquire()
-        progress = _Progress(policy, deadline, sync=False)
+        progress = Progress(policy.settings, deadline, sync=False)
         config = _with_handlers(request.config, merged, progress)
         call = request.model.ainvoke(list(request.messages), config, **arguments)
         try:
-            return _checked(await _watch(asyncio.ensure_future(call), progress), progress)
+            return _checked(await watch(asyncio.ensure_future(call), progress), progress)
         except Exception as error:
             raise _broken(replies.explained(error), progress, visible) from error
 
     try:
-        reply: AIMessage = await _retrying(policy, AsyncRetrying)(attempt)
+        reply: AIMessage = await _retrying(policy.settings, AsyncRetrying)(attempt)
     except Exception as error:
         raise _failed(error) from error
     return reply
@@ -337,20 +235,20 @@ def call(request: Call, *, deadline: float | None = None) -> AIMessage:
     """Make a call synchronously, as :func:`acall` does.
 
     A sync call cannot be cancelled: a late attempt ends at its next token, and a
-    stream that stalls ends at the client's read timeout (``first_token_s``, see
+    stream that stalls ends at the client's read timeout (``first_token_timeout_s``, see
     :func:`moa_graph.graph.clients.resolve_model`). So it always streams.
 
     Raises:
         ModelCallError: The call failed for good; the message says why.
     """
-    merged = ensure_config(request.config)
+    policy, merged = request.policy, ensure_config(request.config)
     visible = _streams_to_caller(request.config, merged)
     arguments = _streaming(request.model)
 
     def attempt() -> AIMessage:
-        if request.policy.rate_limiter:
-            request.policy.rate_limiter.acquire()
-        progress = _Progress(request.policy, deadline, sync=True)
+        if policy.rate_limiter:
+            policy.rate_limiter.acquire()
+        progress = Progress(policy.settings, deadline, sync=True)
         config = _with_handlers(request.config, merged, progress)
         try:
             # A reply that came back whole is kept, even if it ended past a limit.
@@ -360,6 +258,6 @@ def call(request: Call, *, deadline: float | None = None) -> AIMessage:
             raise _broken(replies.explained(error), progress, visible) from error
 
     try:
-        return _retrying(request.policy, Retrying)(attempt)  # type: ignore[no-any-return]
+        return _retrying(policy.settings, Retrying)(attempt)  # type: ignore[no-any-return]
     except Exception as error:
         raise _failed(error) from error

@@ -53,20 +53,13 @@ class ToolCallError(Exception):
     """A reply's tool call is cut off or malformed: it is not a call, and not retried."""
 
 
-class StreamedCalls(BaseCallbackHandler):
-    """Collects the argument text of the tool calls a streamed reply makes, as sent.
+class ChunkReader(BaseCallbackHandler):
+    """A callback handler that reads every message chunk a streamed model call yields.
 
-    LangChain completes a streamed call's partial arguments (an unclosed string is
-    closed); :func:`checked` reads them as the model wrote them here.
-
-    Attributes:
-        calls: Per call index, the tool's name and its arguments' text.
+    Subclasses say what one chunk means in :meth:`on_chunk`.
     """
 
     run_inline = True
-
-    def __init__(self) -> None:
-        self.calls: dict[int, tuple[str, str]] = {}
 
     def on_llm_new_token(
         self,
@@ -77,10 +70,30 @@ class StreamedCalls(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Add the chunk's pieces of tool calls."""
+        """Hand the chunk's message to :meth:`on_chunk`, when it is a chat message's."""
         message = chunk.message if isinstance(chunk, ChatGenerationChunk) else None
-        if not isinstance(message, AIMessageChunk):
-            return
+        if isinstance(message, AIMessageChunk):
+            self.on_chunk(message, run_id)
+
+    def on_chunk(self, message: AIMessageChunk, run_id: UUID) -> None:
+        """Read one chunk of the reply of the model call ``run_id``."""
+
+
+class StreamedCalls(ChunkReader):
+    """Collects the argument text of the tool calls a streamed reply makes, as sent.
+
+    LangChain completes a streamed call's partial arguments (an unclosed string is
+    closed); :func:`checked` reads them as the model wrote them here.
+
+    Attributes:
+        calls: Per call index, the tool's name and its arguments' text.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[str, str]] = {}
+
+    def on_chunk(self, message: AIMessageChunk, run_id: UUID) -> None:
+        """Add the chunk's pieces of tool calls."""
         for piece in message.tool_call_chunks:
             index = piece.get("index")
             if isinstance(index, int):

@@ -99,21 +99,26 @@ async def _answer(
     checkpoints: str | None = None,
 ) -> dict[str, Any]:
     from moa_graph.cli.display import render_run
+    from moa_graph.graph.plan import RunOptions
     from moa_graph.run.factory import create_moa
     from moa_graph.run.streaming import stream_moa
 
+    # The answer streams; proposals are shown whole (--show-proposals), never token by token.
+    options = RunOptions(show_proposals=False)
+    builder = create_moa(config, context_schema=RunOptions)
     if thread is None:
-        graph = create_moa(config, stream_proposers=False).compile()
-        events = stream_moa(graph, {"messages": messages}, tokens=live)
+        events = stream_moa(builder.compile(), {"messages": messages}, context=options, tokens=live)
         return await render_run(events, config, out=_out, err=_err, live=live)
     from moa_graph.run.checkpoints import default_checkpoints, open_checkpointer, resume_input
 
     async with open_checkpointer(
         default_checkpoints() if checkpoints is None else checkpoints
     ) as saver:
-        graph = create_moa(config, stream_proposers=False).compile(checkpointer=saver)
+        graph = builder.compile(checkpointer=saver)
         run_input, run_config = await resume_input(graph, thread, messages)
-        events = stream_moa(graph, run_input, run_config, durability="sync", tokens=live)
+        events = stream_moa(
+            graph, run_input, run_config, context=options, durability="sync", tokens=live
+        )
         return await render_run(events, config, out=_out, err=_err, live=live)
 
 

@@ -99,15 +99,13 @@ def chosen_configs(preset: str | None, config_files: Sequence[Path] = ()) -> lis
     Raises:
         ConfigError: Both options were given, or a preset or file is unknown or invalid.
     """
-    from moa_graph.config.files import load_config
-    from moa_graph.config.presets import load_preset
+    from moa_graph.config.resolve import named_configs
     from moa_graph.errors import ConfigError
 
     if preset and config_files:
         raise ConfigError("give --preset or --config, not both")
-    if config_files:
-        return [load_config(path) for path in config_files]
-    return [load_preset(preset or DEFAULT_PRESET)]
+    presets = [] if config_files else [preset or DEFAULT_PRESET]
+    return [config for _, config in named_configs(presets, config_files)]
 
 
 def chosen_config(preset: str | None, config_file: Path | None) -> MoAConfig:

@@ -1,6 +1,7 @@
 """The ``moa serve`` command: options in, :func:`moa_graph.server.app.serve` out.
 
-Only typer is imported here; the server's imports happen when the command runs.
+Only typer and the server's options (:mod:`moa_graph.server.options`, the standard
+library alone) are imported here; the server's imports happen when the command runs.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from moa_graph.cli.options import DEFAULT_PRESET, config_option, preset_option
+from moa_graph.server.options import DEFAULTS, ServerOptions
 
 ServedPresetsOption = Annotated[
     Optional[list[str]],  # noqa: UP045 - typer reads the annotation at run time
@@ -22,35 +24,39 @@ ServedConfigsOption = Annotated[
     Optional[list[Path]],  # noqa: UP045
     config_option("Config file to serve, named by its 'name' field or file stem; repeatable."),
 ]
+
+
+def _option(help: str) -> Any:
+    """Return the declaration of an option with no default shown, and this help text."""
+    return typer.Option(help=help, show_default=False)
+
+
 HostOption = Annotated[str, typer.Option(help="Address to bind.")]
 PortOption = Annotated[int, typer.Option(help="TCP port.")]
 ApiKeyOption = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option(
-        help="Key clients must send as 'Authorization: Bearer'; required off loopback. "
+    _option(
+        "Key clients must send as 'Authorization: Bearer'; required off loopback. "
         "Every user of the machine can read it in the process list: prefer the "
-        "MOA_API_KEY environment variable or --api-key-file.",
-        show_default=False,
+        "MOA_API_KEY environment variable or --api-key-file."
     ),
 ]
 ApiKeyFileOption = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option(help="File holding the API key (instead of $MOA_API_KEY).", show_default=False),
+    _option("File holding the API key (instead of $MOA_API_KEY)."),
 ]
 AllowHostOption = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Option(
-        help="Also answer requests whose Host is this NAME (any port) or NAME:PORT, "
-        "besides the bound address and localhost; others are answered 421. Repeatable.",
-        show_default=False,
+    _option(
+        "Also answer requests whose Host is this NAME (any port) or NAME:PORT, "
+        "besides the bound address and localhost; others are answered 421. Repeatable."
     ),
 ]
 AllowOriginOption = Annotated[
     Optional[list[str]],  # noqa: UP045
-    typer.Option(
-        help="Let pages of this web origin (such as http://localhost:3000) call the "
-        "server, with CORS; other origins are answered 403. Repeatable.",
-        show_default=False,
+    _option(
+        "Let pages of this web origin (such as http://localhost:3000) call the "
+        "server, with CORS; other origins are answered 403. Repeatable."
     ),
 ]
 MaxConcurrentOption = Annotated[
@@ -68,10 +74,9 @@ BodyTimeoutOption = Annotated[
 ]
 CheckpointOption = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option(
-        help="Keep every run: 'sqlite:PATH' or a 'postgresql://' URL (extra 'postgres'); "
-        "each request gets its own thread id, sent back in the X-MoA-Thread-Id header.",
-        show_default=False,
+    _option(
+        "Keep every run: 'sqlite:PATH' or a 'postgresql://' URL (extra 'postgres'); "
+        "each request gets its own thread id, sent back in the X-MoA-Thread-Id header."
     ),
 ]
 
@@ -79,13 +84,13 @@ CheckpointOption = Annotated[
 def serve_command(
     preset: ServedPresetsOption = None,
     config_file: ServedConfigsOption = None,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
+    host: HostOption = DEFAULTS.host,
+    port: PortOption = DEFAULTS.port,
     api_key: ApiKeyOption = None,
     api_key_file: ApiKeyFileOption = None,
-    max_concurrent: MaxConcurrentOption = 4,
-    max_body_bytes: MaxBodyBytesOption = 1_000_000,
-    body_timeout: BodyTimeoutOption = 30.0,
+    max_concurrent: MaxConcurrentOption = DEFAULTS.max_concurrent,
+    max_body_bytes: MaxBodyBytesOption = DEFAULTS.max_body_bytes,
+    body_timeout: BodyTimeoutOption = DEFAULTS.body_timeout_s,
     checkpoint: CheckpointOption = None,
     allow_host: AllowHostOption = None,
     allow_origin: AllowOriginOption = None,
@@ -100,29 +105,25 @@ def serve_command(
     except ImportError as error:
         raise ConfigError(f"moa serve needs {error.name}: pip install 'moa-graph[serve]'") from None
 
-    api_key = _api_key(api_key, api_key_file)
-    if api_key:
-        register_value(api_key)  # redacted wherever MOA_API_KEY's value would be
-    check_bind(host, api_key)
-    allowed_hosts(host, port, allow_host or ())
-    check_origins(allow_origin or ())
+    options = ServerOptions(
+        host=host,
+        port=port,
+        api_key=_api_key(api_key, api_key_file),
+        max_concurrent=max_concurrent,
+        max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout,
+        checkpoint=checkpoint,
+        allow_hosts=tuple(allow_host or ()),
+        allow_origins=tuple(allow_origin or ()),
+    )
+    if options.api_key:
+        register_value(options.api_key)  # redacted wherever MOA_API_KEY's value would be
+    check_bind(options.host, options.api_key)
+    allowed_hosts(options.host, options.port, options.allow_hosts)
+    check_origins(options.allow_origins)
     if not preset and not config_file:
         preset = [DEFAULT_PRESET]
-    configs = served_configs(preset or (), config_file or ())
-    asyncio.run(
-        serve(
-            configs,
-            host=host,
-            port=port,
-            api_key=api_key,
-            max_concurrent=max_concurrent,
-            max_body_bytes=max_body_bytes,
-            body_timeout_s=body_timeout,
-            checkpoint=checkpoint,
-            allow_hosts=allow_host or (),
-            allow_origins=allow_origin or (),
-        )
-    )
+    asyncio.run(serve(served_configs(preset or (), config_file or ()), options))
 
 
 KEY_ON_COMMAND_LINE = (

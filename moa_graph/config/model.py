@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -12,6 +13,8 @@ from moa_graph.config.agents import KNOWN_PROVIDERS as KNOWN_PROVIDERS
 from moa_graph.config.agents import AgentSpec as AgentSpec
 from moa_graph.config.agents import named
 from moa_graph.config.aggregate_prompt import AGGREGATE_PROMPT
+from moa_graph.config.call_settings import CallSettings as CallSettings
+from moa_graph.config.call_settings import nest_call_settings
 from moa_graph.errors import ConfigError
 
 Aggregation = Literal["synthesize", "rank", "vote", "vote-hint", "consensus", "auto"]
@@ -84,24 +87,10 @@ class MoAConfig(BaseModel):
             memory limits; see :mod:`moa_graph.sandbox.execute`).
         name: The preset's name, if the config came from one (shown in traces).
         description: One line describing the config.
-        timeout_s: Seconds one attempt of a model call may take in all, however
-            lively its stream (high enough for a slow model on a busy laptop).
-        first_token_timeout_s: Seconds an attempt may wait for its first token
-            (the prompt is read first: long prompts on a CPU take minutes).
-        idle_timeout_s: Seconds an attempt may go between two tokens; a stream that
-            stalls longer is cut and retried, a slow but live one never is.
-        max_retries: Retries of a transient failure (429, 5xx, timeout, dropped
-            connection, garbled or empty reply), with exponential backoff and jitter.
-        backoff_s: First backoff; it doubles per retry, up to ``max_backoff_s``.
-        max_backoff_s: Longest backoff between two attempts.
-        max_retry_after_s: Longest ``Retry-After`` honoured; a longer one fails the
-            call at once.
-        min_proposals: Agents of a layer that must answer for the run to go on.
-        layer_deadline_s: When set, a layer goes on after this many seconds with
-            the responses it has (still subject to ``min_proposals``).
-        aggregator_fallbacks: Agents tried in order when the aggregator fails.
-        rate_limits: Requests per second per provider (e.g. ``{"together": 5}``),
-            shared by every agent of that provider in the process.
+        calls: How its model calls are made: timeouts, retries, backoff, rate limits,
+            the layers' deadline and ``min_proposals``, the aggregator's fallbacks
+            (:class:`CallSettings`). These may also be given at the config's top
+            level, as files written before ``calls`` existed give them.
         early_exit: Stop before the last layer or the aggregator when proposals
             agree, and run layers in stages (:class:`EarlyExit`); ``true`` takes its
             defaults. None (the default): every layer and the aggregator always run.
@@ -121,17 +110,7 @@ class MoAConfig(BaseModel):
     check_code: bool = False
     name: str | None = None
     description: str = ""
-    timeout_s: float = Field(default=1800.0, gt=0)
-    first_token_timeout_s: float = Field(default=600.0, gt=0)
-    idle_timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=30.0, ge=0)
-    max_retry_after_s: float = Field(default=60.0, ge=0)
-    min_proposals: int = Field(default=1, ge=1)
-    layer_deadline_s: float | None = Field(default=None, gt=0)
-    aggregator_fallbacks: list[AgentSpec] = Field(default_factory=list)
-    rate_limits: dict[str, float] = Field(default_factory=dict)
+    calls: CallSettings = Field(default_factory=CallSettings)
     early_exit: EarlyExit | None = None
 
     @field_validator("layers")
@@ -142,22 +121,17 @@ class MoAConfig(BaseModel):
                 raise ValueError(f"layer {number} has no agents")
         return [named(layer, f"layer {n}") for n, layer in enumerate(layers, 1)]
 
-    @field_validator("rate_limits")
+    @model_validator(mode="before")
     @classmethod
-    def _check_rate_limits(cls, rate_limits: dict[str, float]) -> dict[str, float]:
-        for provider, rate in rate_limits.items():
-            if provider not in KNOWN_PROVIDERS:
-                raise ValueError(f"unknown provider '{provider}' in rate_limits")
-            if rate <= 0:
-                raise ValueError(f"rate limit of '{provider}' must be above 0, not {rate}")
-        return rate_limits
+    def _nest_call_settings(cls, data: Any) -> Any:
+        return nest_call_settings(data) if isinstance(data, Mapping) else data
 
     @model_validator(mode="after")
     def _check_min_proposals(self) -> MoAConfig:
         for number, layer in enumerate(self.layers, 1):
-            if len(layer) < self.min_proposals:
+            if len(layer) < self.calls.min_proposals:
                 raise ValueError(
-                    f"min_proposals is {self.min_proposals} but layer {number} "
+                    f"min_proposals is {self.calls.min_proposals} but layer {number} "
                     f"has only {len(layer)} agents"
                 )
         return self
@@ -179,11 +153,6 @@ class MoAConfig(BaseModel):
                     f"has {len(layer)}; leave at least one for its last stage"
                 )
         return self
-
-    @field_validator("aggregator_fallbacks")
-    @classmethod
-    def _name_fallbacks(cls, fallbacks: list[AgentSpec]) -> list[AgentSpec]:
-        return named(fallbacks, "aggregator_fallbacks")
 
     @field_validator("aggregator")
     @classmethod
@@ -234,19 +203,23 @@ def config_from_data(data: Mapping[str, Any], *, source: str = "config") -> MoAC
     try:
         return MoAConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"invalid {source}: {_describe_config_error(error)}") from None
+        flat = CallSettings.model_fields.keys() & data.keys()
+        raise ConfigError(f"invalid {source}: {_describe_config_error(error, flat)}") from None
 
 
-def _describe_config_error(error: ValidationError) -> str:
+def _describe_config_error(error: ValidationError, flat: AbstractSet[str]) -> str:
     """Return every problem of a config on one line, each naming its field.
 
-    Missing fields read ``field required``; unknown ones ``unknown field``, with the
-    closest known field's name when one is close.
+    A call setting given at the top level (one of ``flat``) is named as it was given,
+    not under ``calls``. Missing fields read ``field required``; unknown ones ``unknown
+    field``, with the closest known field's name when one is close.
     """
     problems: list[str] = []
     for item in error.errors():
         location = item["loc"]
-        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in location)
+        given_flat = len(location) > 1 and location[0] == "calls" and location[1] in flat
+        shown = location[1:] if given_flat else location
+        where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in shown)
         if item["type"] == "missing":
             message = "field required"
         elif item["type"] == "extra_forbidden":
@@ -261,9 +234,13 @@ def _describe_config_error(error: ValidationError) -> str:
 
 def _did_you_mean(location: tuple[int | str, ...]) -> str:
     """Return `` (did you mean 'x'?)`` for an unknown field close to a known one."""
-    # Unknown fields are refused in the config itself, its early exit or one of its agents.
-    fields = MoAConfig.model_fields if len(location) == 1 else AgentSpec.model_fields
-    if location[0] == "early_exit":
-        fields = EarlyExit.model_fields
-    close = difflib.get_close_matches(str(location[-1]), list(fields), n=1)
+    # Unknown fields are refused in the config itself (which takes call settings too),
+    # its call settings, its early exit or one of its agents.
+    fields_at: dict[tuple[int | str, ...], list[str]] = {
+        (): [*MoAConfig.model_fields, *CallSettings.model_fields],
+        ("calls",): list(CallSettings.model_fields),
+        ("early_exit",): list(EarlyExit.model_fields),
+    }
+    fields = fields_at.get(location[:-1], list(AgentSpec.model_fields))
+    close = difflib.get_close_matches(str(location[-1]), fields, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -130,7 +130,7 @@ async def _answer(
     messages: list[AnyMessage] = [SystemMessage(system)] if system else []
     # An item that binds tools (BFCL) is answered with them, as a client's request would be.
     tools = item.meta.get("tools")
-    context = RunOptions(tools=json.dumps(tools, sort_keys=True)) if tools else None
+    context = RunOptions(tools=tuple(tools)) if tools else None
     outputs: list[str] = []
     exits: list[RunExit | None] = []
     tokens: dict[str, list[int]] = {}

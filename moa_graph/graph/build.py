@@ -14,7 +14,6 @@ the next layer, the aggregator or that node, so Studio draws every path a run ma
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,19 +26,20 @@ from langgraph.runtime import get_runtime
 
 from moa_graph.config.model import MoAConfig
 from moa_graph.errors import InputError
-from moa_graph.graph import early_exit, nodes
+from moa_graph.graph import clients, early_exit, nodes
 from moa_graph.graph.early_exit import EXIT_NODE, Check
-from moa_graph.graph.nodes import check_conversation
+from moa_graph.graph.input_checks import check_conversation, check_plan
 from moa_graph.graph.plan import (
     AGGREGATOR_NODE,
     AGGREGATOR_SLOT,
     AGGREGATOR_TAG,
     PROPOSER_TAG,
+    MoAPlan,
     RunOptions,
     Slot,
     proposer_node,
 )
-from moa_graph.graph.planner import Planner, tool_set_of
+from moa_graph.graph.planner import Planner
 from moa_graph.graph.state import MoAInput, MoAOutput, MoAState
 from moa_graph.sandbox import runtime as wasi_runtime
 
@@ -85,28 +85,28 @@ def build_graph(
     builder: StateGraph[MoAState, Any, MoAInput, MoAOutput] = _MoAGraph(
         MoAState, context_schema, input_schema=MoAInput, output_schema=MoAOutput
     )
-    name = planner.config.name
-    builder.graph_name = f"MoA {name}" if name else "MoA"  # type: ignore[attr-defined]
     slots = planner.slots_plan()
+    name = slots.aggregator.preset
+    builder.graph_name = f"MoA {name}" if name else "MoA"  # type: ignore[attr-defined]
     for agent in slots.agents():
         slot = AGGREGATOR_SLOT if agent.role == "aggregator" else (agent.layer, agent.index)
         _add_node(builder, agent.node, slot, planner, read_options)
     layers = [[agent.node for agent in layer] for layer in slots.layers]
-    if planner.config.early_exit is None:
+    if slots.exit is None:
         builder.add_conditional_edges(START, _start(layers[0], planner, read_options), layers[0])
         for before, after in itertools.pairwise([*layers, [AGGREGATOR_NODE]]):
             for node in after:
                 builder.add_edge(before, node)
     else:
-        checks = early_exit.checks(layers, planner.config.early_exit.stages)
+        checks = early_exit.checks(layers, slots.exit.stages)
         first = list(checks[0].after)
         builder.add_conditional_edges(START, _start(first, planner, read_options), first)
         for check in checks:
             _add_check(builder, check, planner, read_options)
 
         def exit_answer(state: MoAState) -> dict[str, Any]:
-            options = read_options(get_runtime().context)
-            return early_exit.answer(state, tool_set_of(options))
+            plan = planner.plan(read_options(get_runtime().context))
+            return early_exit.answer(state, plan.aggregator.tool_set)
 
         answer = RunnableLambda(exit_answer, _async(exit_answer), name=EXIT_NODE)
         builder.add_node(EXIT_NODE, answer, metadata={"role": "early_exit"})
@@ -116,17 +116,31 @@ def build_graph(
 
 
 def check_input(config: MoAConfig, messages: Sequence[AnyMessage]) -> None:
-    """Check a conversation against a config without calling any model.
+    """Check a conversation against a config, and start what a run needs, calling no model.
 
-    The graph runs the same checks before its first layer; calling this first
-    keeps bad input from being written to a checkpointer at all.
+    The graph does the same before its first layer; calling this first keeps bad
+    input from being written to a checkpointer at all.
 
     Raises:
         InputError: The conversation is empty, its last message is not from the
             user or empty, it holds content (e.g. images) an agent cannot take, or
             it does not fit an agent's context window.
+        MoAError: The sandbox that ``check_code`` needs, or a local model's weights,
+            are missing (or its server cannot start); says the command that installs them.
     """
-    nodes.check_plan(Planner(config).plan(), messages)
+    _ready(Planner(config).plan(), messages)
+
+
+def _ready(plan: MoAPlan, messages: Sequence[AnyMessage]) -> None:
+    """Check a run's conversation against its plan, and start what the run needs.
+
+    What a run needs fails here, before any model call: the sandbox, local weights
+    (read now, never while a graph is built).
+    """
+    check_plan(plan, messages)
+    if plan.aggregator.check_code:  # the config's, alike for every agent
+        wasi_runtime.wasm_path()
+    clients.start_local_models(plan)
 
 
 class _MoAGraph(StateGraph[MoAState, Any, MoAInput, MoAOutput]):
@@ -178,10 +192,7 @@ def _add_node(
 
 def _start(first_layer: list[str], planner: Planner, read_options: OptionsReader) -> Any:
     def check_input(state: MoAState) -> list[str]:
-        options = read_options(get_runtime().context)
-        nodes.check_plan(planner.plan(options), state["messages"])
-        if planner.run_config(options).check_code:
-            wasi_runtime.wasm_path()  # a missing sandbox fails now, before any model call
+        _ready(planner.plan(read_options(get_runtime().context)), state["messages"])
         return first_layer
 
     return check_input
@@ -195,40 +206,21 @@ def _add_check(
 ) -> None:
     """Add a check node after its stage, and its conditional edges to where it may lead."""
 
-    def depth() -> int:
-        return len(planner.plan(read_options(get_runtime().context)).layers)
-
-    def deciding(state: MoAState) -> tuple[Callable[[], Any], bool]:
-        """Return the check of this run, and whether it runs code (processes)."""
-        options = read_options(get_runtime().context)
-        # An answer that must follow a format is the aggregator's to write; with tools,
-        # only equal proposed calls end the run early.
-        config = planner.run_config(options)
-        policy = None if options.response_format else config.early_exit
-        tools = tool_set_of(options)
-        if options.tools and tools is None:  # tool_choice "none": the aggregator answers
-            policy = None
-        runs_code = policy is not None and config.check_code and not options.tools
-        return functools.partial(
-            early_exit.check_node,
-            policy,
-            state,
-            check,
-            depth(),
-            check_code=config.check_code,
-            tools=tools,
-        ), runs_code
+    def plan() -> MoAPlan:
+        return planner.plan(read_options(get_runtime().context))
 
     def decide(state: MoAState) -> Any:
-        return deciding(state)[0]()
+        return early_exit.check_node(plan(), state, check)
 
     async def adecide(state: MoAState) -> Any:
-        run, runs_code = deciding(state)
-        return await asyncio.to_thread(run) if runs_code else run()  # off the event loop
+        run = plan()
+        if early_exit.runs_code(run):  # its processes run off the event loop
+            return await asyncio.to_thread(early_exit.check_node, run, state, check)
+        return early_exit.check_node(run, state, check)
 
     def route(state: MoAState) -> list[str]:
         goes = {"answer": [EXIT_NODE], "aggregate": [AGGREGATOR_NODE], "next": [*check.then]}
-        return goes[early_exit.route(state, check, depth())]
+        return goes[early_exit.route(state, check, len(plan().layers))]
 
     metadata = {"role": "check", "layer": check.layer, "stage": check.stage}
     builder.add_node(

@@ -3,6 +3,10 @@
 Clients are cached process-wide, so every node, run and graph that uses the same
 model with the same settings shares one client and its HTTP connection pool; the
 cache keeps the 64 most recently used settings.
+
+A ``local:`` client is built without its server: building a graph reads no weights.
+A run starts the servers of its plan first (:func:`start_local_models`), so missing
+or corrupted weights fail it at once, in one line, before any model is called.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from moa_graph.calls import secrets
 from moa_graph.calls.http_pool import async_http_client
 from moa_graph.config.model import AgentSpec
 from moa_graph.errors import ConfigError, MissingAPIKeyError
+from moa_graph.graph.plan import MoAPlan
 
 API_KEY_ENV = {
     "anthropic": "ANTHROPIC_API_KEY",
@@ -144,7 +149,7 @@ def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
     if provider == "local":
         from moa_graph import local
 
-        return local.chat_model(model_id, **kwargs)
+        return local.chat_model(model_id, start=False, **kwargs)
     from langchain.chat_models import init_chat_model
 
     try:
@@ -156,6 +161,23 @@ def _build_model(model: str, settings: dict[str, Any]) -> BaseChatModel:
         # The client is built again, as many make their HTTP client when built.
         chat_model = init_chat_model(model_id, model_provider=provider, max_retries=0, **kwargs)
     return chat_model
+
+
+def start_local_models(plan: MoAPlan) -> None:
+    """Start the servers of a plan's local models that do not run yet; cheap once they run.
+
+    Raises:
+        LocalModelError: A model's weights are missing or corrupted, or its server
+            could not start; the message says why (and the command that installs them).
+    """
+    models = [c.model for a in plan.agents() for c in a.candidates if c.spec.provider == "local"]
+    if not models:  # the runtime is not imported for runs that use none of it
+        return
+    from moa_graph.local.chat import LocalChatModel
+
+    for model in models:
+        if isinstance(model, LocalChatModel):
+            model.start()
 
 
 def clear_model_cache() -> None:

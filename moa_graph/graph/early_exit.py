@@ -1,9 +1,11 @@
 """Early exit and staged proposers: when a layer's proposals end the run early.
 
 A graph whose config sets ``early_exit`` (:class:`~moa_graph.config.model.EarlyExit`) runs
-each proposer layer in stages and puts a *check* node after each stage. A check looks
-at the layer's proposals so far and decides, by the agreement the ``consensus`` and
-``auto`` aggregations use (:mod:`moa_graph.strategies.agreement`):
+each proposer layer in stages and puts a *check* node after each stage. The planner
+turns those settings into the run's :class:`~moa_graph.graph.plan.ExitPolicy` (none
+when the run's answer is the aggregator's to write); a check reads it from the run's
+plan, looks at the layer's proposals so far and decides, by the agreement the
+``consensus`` and ``auto`` aggregations use (:mod:`moa_graph.strategies.agreement`):
 
 - they agree (at least ``quorum`` of them, and two): the most agreed proposal is the
   answer; the later stages and layers and the aggregator are skipped (``answer``);
@@ -35,8 +37,7 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
 from moa_graph.calls.tool_calls import ToolSet, vote
-from moa_graph.config.model import EarlyExit
-from moa_graph.graph.plan import AgentPlan
+from moa_graph.graph.plan import AgentPlan, ExitPolicy, MoAPlan
 from moa_graph.graph.state import ExitedEarly, MoAState, Proposal, RunExit, user_turn
 from moa_graph.strategies import agreement, code_check
 
@@ -109,17 +110,15 @@ class Agreement:
 
 
 def agreement_of(
-    policy: EarlyExit,
+    policy: ExitPolicy,
     proposals: Sequence[Proposal],
     prompt: str = "",
-    *,
-    check_code: bool = False,
     tools: ToolSet | None = None,
 ) -> Agreement | None:
     """Return the largest group of ``proposals`` that agree, or None below two answers.
 
     Stated final answers are voted on (ties to the first proposal, as ``consensus``
-    does); with ``check_code``, code agrees when it passes every example in ``prompt``
+    does); with the policy's ``check_code``, code agrees when it passes every example in ``prompt``
     (unless ``agree`` is ``similar``); texts agree with the most agreed one when at least
     ``min_similarity`` alike. With ``tools``, only equal calls of them agree.
     """
@@ -133,7 +132,7 @@ def agreement_of(
             return None
         names = ", ".join(sorted({call["name"] for call in calls.calls}))
         return Agreement(answered[calls.chosen].index, calls.votes, f"make equal calls of {names}")
-    if check_code and policy.agree != "similar" and agreement.kind_of(texts) == "code":
+    if policy.check_code and policy.agree != "similar" and agreement.kind_of(texts) == "code":
         checked = _by_examples(prompt, texts)
         if checked is not None:
             chosen, count, what = checked
@@ -166,7 +165,7 @@ def _by_examples(prompt: str, texts: Sequence[str]) -> tuple[int, int, str] | No
 
 
 def unchanged(
-    policy: EarlyExit, layer: int, before: Sequence[Proposal], after: Sequence[Proposal]
+    policy: ExitPolicy, layer: int, before: Sequence[Proposal], after: Sequence[Proposal]
 ) -> str | None:
     """Return why layer ``layer`` (``after``) did not change the answer of the one before.
 
@@ -188,33 +187,20 @@ def unchanged(
     return f"layer {layer}'s most agreed proposal is {alike:.2f} alike layer {layer - 1}'s"
 
 
-def decide(
-    policy: EarlyExit | None,
-    state: MoAState,
-    check: Check,
-    depth: int,
-    *,
-    check_code: bool = False,
-    tools: ToolSet | None = None,
-) -> RunExit | None:
-    """Return how the run leaves its layers at ``check``, or None to go on.
+def decide(plan: MoAPlan, state: MoAState, check: Check) -> RunExit | None:
+    """Return how the run of ``plan`` leaves its layers at ``check``, or None to go on.
 
-    Args:
-        policy: The run's early exit settings; None: never leave early.
-        state: The graph's state.
-        check: Where the run is.
-        depth: The proposer layers of the run.
-        check_code: Whether code agrees by passing the prompt's examples (the
-            config's ``check_code``).
-        tools: The tools the answer may call: proposals then agree only on calls,
-            and a layer that did not change its answer does not stop the stack.
+    The plan's ``exit`` policy says when proposals end the run (None: never). With
+    tools bound (the aggregator's ``tool_set``), proposals agree only on calls, and a
+    layer that did not change its answer does not stop the stack.
     """
+    policy, tools, depth = plan.exit, plan.aggregator.tool_set, len(plan.layers)
     if policy is None:
         return None
     turn = user_turn(state["messages"])
     layer = _proposals(state, turn, check.layer)
     prompt = state["messages"][-1].text
-    found = agreement_of(policy, layer, prompt, check_code=check_code, tools=tools)
+    found = agreement_of(policy, layer, prompt, tools)
     needed = max(2, math.ceil(policy.quorum * len(layer) - 1e-9))
     if found is not None and found.count >= needed:
         reason = f"{found.count} of {len(layer)} proposals {found.what}"
@@ -227,17 +213,14 @@ def decide(
     return None
 
 
-def check_node(
-    policy: EarlyExit | None,
-    state: MoAState,
-    check: Check,
-    depth: int,
-    *,
-    check_code: bool = False,
-    tools: ToolSet | None = None,
-) -> Any:
+def runs_code(plan: MoAPlan) -> bool:
+    """Whether the checks of ``plan`` may run proposed code (processes: off an event loop)."""
+    return plan.exit is not None and plan.exit.check_code
+
+
+def check_node(plan: MoAPlan, state: MoAState, check: Check) -> Any:
     """Run a check node: decide, announce a decision to leave, and record it."""
-    record = decide(policy, state, check, depth, check_code=check_code, tools=tools)
+    record = decide(plan, state, check)
     if record is not None:
         get_stream_writer()(
             ExitedEarly(
@@ -319,7 +302,7 @@ def _record(
     )
 
 
-def _by_answer(policy: EarlyExit, texts: Sequence[str]) -> bool:
+def _by_answer(policy: ExitPolicy, texts: Sequence[str]) -> bool:
     """Whether proposals agree by their stated answers (else by their text)."""
     return policy.agree == "answer" or (
         policy.agree == "auto" and agreement.kind_of(texts) == "answer"

@@ -4,7 +4,9 @@ Proposers and the aggregator share one core: check that enough of the previous
 layer answered, build the prompt (references cut to the model's window), let the
 aggregation strategy answer without a call where it can, otherwise call the agent's
 model and then each fallback, and record the outcome with its progress events.
-:func:`run_agent` and :func:`arun_agent` are its sync and async wrappers.
+:func:`run_agent` and :func:`arun_agent` are its sync and async drivers: the core
+hands them each step that waits (a code check, a model call) and they run it, so
+every decision, the layer deadline's too, is written once.
 
 Retries and timeouts stay per call (:mod:`moa_graph.calls.call`) rather than
 LangGraph node policies: a node's ``retry_policy`` would repeat the fallbacks and
@@ -18,24 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import (
-    AIMessage,
-    AnyMessage,
-    BaseMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
 from moa_graph.calls import call as reliability
-from moa_graph.calls.budget import fit_references
-from moa_graph.errors import InputError, LayerError, ModelCallError, StreamInterruptedError
-from moa_graph.graph.plan import AgentPlan, Candidate, MoAPlan
+from moa_graph.errors import LayerError, ModelCallError, StreamInterruptedError
+from moa_graph.graph.agent_prompt import fitted_prompt, references
+from moa_graph.graph.plan import AgentPlan
 from moa_graph.graph.state import (
     AgentFailed,
     AgentFinished,
@@ -48,71 +44,6 @@ from moa_graph.graph.state import (
 )
 from moa_graph.strategies import tool_text as tools
 from moa_graph.strategies.aggregation import STRATEGIES, consensus, voted_calls
-
-_CONTENT_INPUTS = {
-    "image": "image_inputs",
-    "image_url": "image_inputs",
-    "audio": "audio_inputs",
-    "input_audio": "audio_inputs",
-    "file": "pdf_inputs",
-    "video": "video_inputs",
-}
-"""The model profile field that says whether a model takes a kind of content."""
-
-
-def references(agent: AgentPlan, state: MoAState) -> list[str]:
-    """Return the previous layer's responses to the latest turn."""
-    turn = user_turn(state["messages"])
-    return [
-        p.content
-        for p in state.get("proposals", [])
-        if p.turn == turn and p.layer == agent.layer - 1 and p.ok
-    ]
-
-
-def prompt(
-    agent: AgentPlan, state: MoAState, refs: Sequence[str] | None = None
-) -> list[BaseMessage]:
-    """Return the messages the agent receives: the conversation and its references."""
-    refs = references(agent, state) if refs is None else refs
-    return _builder(agent, agent.spec.system_prompt, state)(refs)
-
-
-def fitted_prompt(
-    agent: AgentPlan, candidate: Candidate, state: MoAState
-) -> tuple[list[BaseMessage], int]:
-    """Return the prompt for one candidate model, references cut to its window, and the cut."""
-    build = _builder(agent, candidate.spec.system_prompt, state)
-    return fit_references(
-        build, references(agent, state), candidate.prompt_budget, agent=agent.name
-    )
-
-
-def _builder(
-    agent: AgentPlan, system_prompt: str | None, state: MoAState
-) -> Callable[[Sequence[str]], list[BaseMessage]]:
-    """Return what builds the agent's prompt from its references.
-
-    With tools bound, proposers get the conversation as plain text and a note on the
-    tools; the aggregator, bound to them, gets the conversation as it is and a note
-    after the references that it may call them.
-    """
-    conversation: Sequence[BaseMessage] = state["messages"]
-    if agent.tools and agent.role == "proposer":
-        conversation = tools.as_text(conversation)
-        note = tools.describe_tools(agent.tools)
-        system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
-    build = STRATEGIES[agent.strategy].messages
-    if agent.tool_set is None or agent.role != "aggregator":
-        return lambda refs: build(conversation, refs, system_prompt, agent.aggregate_prompt)
-
-    def noted(refs: Sequence[str]) -> list[BaseMessage]:
-        messages = build(conversation, refs, system_prompt, agent.aggregate_prompt)
-        if refs and isinstance(messages[0], SystemMessage):
-            messages[0] = SystemMessage(messages[0].text + tools.AGGREGATOR_TOOLS_NOTE)
-        return messages
-
-    return noted
 
 
 def check_layer(agent: AgentPlan, state: MoAState) -> None:
@@ -136,134 +67,130 @@ def check_layer(agent: AgentPlan, state: MoAState) -> None:
         )
 
 
-def check_conversation(messages: Sequence[AnyMessage]) -> None:
-    """Check that a conversation can be answered, before any model is called.
-
-    It ends with the user's message, or with the results of the tools the last
-    answer called.
-
-    Raises:
-        InputError: The conversation is empty, ends with another kind of message,
-            or its last user message is empty.
-    """
-    if not messages:
-        raise InputError("the conversation is empty: send at least one user message")
-    last = messages[-1]
-    if isinstance(last, ToolMessage):
-        return
-    if not isinstance(last, HumanMessage):
-        raise InputError(f"the last message must be from the user, not a {last.type} message")
-    if not last.text.strip():
-        raise InputError("the prompt is empty")
+Outcome = AIMessage | ModelCallError | None
+"""What a step gave back: an answer, a failed call, or no answer without a model call."""
 
 
-def check_plan(plan: MoAPlan, messages: Sequence[AnyMessage]) -> None:
-    """Check that every agent of a plan can take the conversation, calling no model.
+@dataclass(frozen=True)
+class _Select:
+    """A step: the aggregation strategy's answer without a model call, if it has one."""
 
-    Raises:
-        InputError: The conversation is not answerable, holds content (e.g. images)
-            an agent cannot take, or does not fit an agent's context window.
-    """
-    check_conversation(messages)
-    kinds = {
-        block.get("type", "?")
-        for message in messages
-        if isinstance(message.content, list)
-        for block in message.content
-        if isinstance(block, dict) and block.get("type") not in ("text", "reasoning")
-    }
-    state: MoAState = {"messages": list(messages), "proposals": []}  # type: ignore[typeddict-item]
-    for agent in plan.agents():
-        for candidate in agent.candidates:
-            profile = getattr(candidate.model, "profile", None) or {}
-            for kind in sorted(kinds):
-                if not profile.get(_CONTENT_INPUTS.get(kind, f"{kind}_inputs")):
-                    raise InputError(
-                        f"the conversation has {kind} content, which agent "
-                        f"'{candidate.spec.name}' ({candidate.spec.model_id}) cannot take"
-                    )
-            if candidate.prompt_budget is not None:  # no known window, nothing to overflow
-                fitted_prompt(agent, candidate, state)
+    agent: AgentPlan
+    state: MoAState
+
+    def run(self) -> Outcome:
+        return _selected(self.agent, self.state)
+
+    async def arun(self) -> Outcome:
+        """Run the step; a code check's processes run off the event loop."""
+        if self.agent.check_code and not self.agent.tools:
+            return await asyncio.to_thread(self.run)
+        return self.run()
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A step: one call of a candidate model, ended at the layer's deadline (monotonic)."""
+
+    request: reliability.Call
+    deadline: float | None
+
+    def run(self) -> Outcome:
+        try:
+            return reliability.call(self.request, deadline=self.deadline)
+        except ModelCallError as error:
+            return error
+
+    async def arun(self) -> Outcome:
+        try:
+            return await reliability.acall(self.request, deadline=self.deadline)
+        except ModelCallError as error:
+            return error
+
+
+Step = _Select | _Attempt
+Steps = Generator[Step, Outcome, dict[str, Any]]
 
 
 def run_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
     """Run one agent node synchronously; return its state update."""
-    started = _started(agent, state)
-    due = None if agent.deadline_s is None else time.monotonic() + agent.deadline_s
-    try:
-        reply, cut = _selected(agent, state), 0
-        if reply is None:
-            reply, cut = _call(agent, state, due)
-    except ModelCallError as error:
-        return _failed(agent, state, error, started)
-    return _finished(agent, state, reply, started, cut)
+    steps = _steps(agent, state)
+    step = _next(steps, None)
+    while isinstance(step, Step):
+        step = _next(steps, step.run())
+    return step
 
 
 async def arun_agent(agent: AgentPlan, state: MoAState) -> dict[str, Any]:
     """Run one agent node; return its state update."""
-    started = _started(agent, state)
+    steps = _steps(agent, state)
+    step = _next(steps, None)
+    while isinstance(step, Step):
+        step = _next(steps, await step.arun())
+    return step
+
+
+def _next(steps: Steps, outcome: Outcome) -> Step | dict[str, Any]:
+    """Send the last step's outcome; return the next step, or the state update at the end."""
     try:
-        async with asyncio.timeout(agent.deadline_s):
-            reply, cut = await _aselected(agent, state), 0
-            if reply is None:
-                reply, cut = await _acall(agent, state)
-    except TimeoutError:
-        error = ModelCallError(f"layer deadline of {agent.deadline_s:g}s passed")
-        return _failed(agent, state, error, started)
+        return steps.send(outcome)
+    except StopIteration as done:
+        update: dict[str, Any] = done.value
+        return update
+
+
+def _steps(agent: AgentPlan, state: MoAState) -> Steps:
+    """Run one agent, handing each step that waits (a code check, a model call) to a driver.
+
+    The driver runs each step, sync or async, and sends back its outcome; the agent's
+    state update is what the generator returns. Both drivers thus share every decision,
+    the layer deadline too: one instant (``time.monotonic()``) that every call ends at.
+    """
+    started = _started(agent, state)
+    due = None if agent.deadline_s is None else time.monotonic() + agent.deadline_s
+    try:
+        reply, cut = yield from _answer(agent, state, due)
     except ModelCallError as error:
+        if due is not None and time.monotonic() >= due:  # whatever ended the call, it was late
+            late = ModelCallError(f"layer deadline of {agent.deadline_s:g}s passed")
+            return _failed(agent, state, late, started)
         return _failed(agent, state, error, started)
     return _finished(agent, state, reply, started, cut)
 
 
-def _call(agent: AgentPlan, state: MoAState, due: float | None) -> tuple[AIMessage, int]:
-    """Call the agent's model, then each fallback; return the answer and the cut."""
+def _answer(
+    agent: AgentPlan, state: MoAState, due: float | None
+) -> Generator[Step, Outcome, tuple[AIMessage, int]]:
+    """Return the agent's answer and the references cut for it.
+
+    The strategy's answer without a call where it has one; otherwise the agent's model,
+    then each fallback (not LangChain's ``with_fallbacks``: each fallback gets a prompt
+    cut to its own window).
+
+    Raises:
+        ModelCallError: Every candidate failed, or one failed after its tokens were shown
+            (no fallback's answer may follow them).
+    """
+    if agent.role == "aggregator":
+        selected = yield _Select(agent, state)
+        if isinstance(selected, AIMessage):
+            return selected, 0
     errors = []
-    for candidate, request, cut in _attempts(agent, state):
-        try:
-            reply = reliability.call(request, deadline=due)
-        except ModelCallError as error:
-            errors.append(_failure(candidate, error))
-            continue
-        return _finish(agent, state, reply), cut
-    raise ModelCallError("; ".join(errors))
-
-
-async def _acall(agent: AgentPlan, state: MoAState) -> tuple[AIMessage, int]:
-    """Async :func:`_call` (the layer deadline is the caller's ``asyncio.timeout``)."""
-    errors = []
-    for candidate, request, cut in _attempts(agent, state):
-        try:
-            reply = await reliability.acall(request)
-        except ModelCallError as error:
-            errors.append(_failure(candidate, error))
-            continue
-        return _finish(agent, state, reply), cut
-    raise ModelCallError("; ".join(errors))
-
-
-def _attempts(
-    agent: AgentPlan, state: MoAState
-) -> Iterator[tuple[Candidate, reliability.Call, int]]:
-    """Yield each candidate with its call and the references it cut, in the order tried."""
-    # Not LangChain's with_fallbacks: each fallback gets a prompt cut to its own window.
     config = agent.call_config()
     for candidate in agent.candidates:
         messages, cut = fitted_prompt(agent, candidate, state)
         call = reliability.Call(candidate.runnable, messages, config, candidate.policy)
-        yield candidate, call, cut
-
-
-def _failure(candidate: Candidate, error: ModelCallError) -> str:
-    """Return one candidate's failure, or raise if no fallback may follow it."""
-    if isinstance(error, StreamInterruptedError):
-        raise error  # shown tokens cannot be followed by a fallback's answer
-    return f"{candidate.spec.model_id}: {error}"
+        outcome = yield _Attempt(call, due)
+        if isinstance(outcome, AIMessage):
+            return _finish(agent, state, outcome), cut
+        if isinstance(outcome, StreamInterruptedError):
+            raise outcome  # shown tokens cannot be followed by a fallback's answer
+        errors.append(f"{candidate.spec.model_id}: {outcome}")
+    raise ModelCallError("; ".join(errors))
 
 
 def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
-    """Return the answer of a strategy that needs no model call, or None to call the model."""
-    if agent.role != "aggregator":
-        return None
+    """Return the aggregator's answer without a model call, or None to call the model."""
     if agent.tools:  # calls are voted on; any other answer is the bound aggregator's
         if agent.strategy == "synthesize":
             return None
@@ -271,13 +198,6 @@ def _selected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
     text = state["messages"][-1].text
     strategy = STRATEGIES[agent.strategy]
     return strategy.select(text, references(agent, state), agent.check_code)
-
-
-async def _aselected(agent: AgentPlan, state: MoAState) -> AIMessage | None:
-    """Return what :func:`_selected` returns; a code check's processes run off the loop."""
-    if agent.role == "aggregator" and agent.check_code and not agent.tools:
-        return await asyncio.to_thread(_selected, agent, state)
-    return _selected(agent, state)
 
 
 def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:

@@ -4,13 +4,14 @@ A config says what a MoA is; a run may change some of it (:class:`RunOptions`: t
 depth, the sampling, another preset of the same shape, tools). The planner
 (:mod:`moa_graph.graph.planner`) turns the two into a frozen :class:`MoAPlan`, one
 :class:`AgentPlan` per slot, with every agent's model resolved, its sampling, call
-policy, fallbacks, node name and trace metadata. Nodes, input checks and the call
-layer receive plans, never the config.
+policy, fallbacks, node name and trace metadata, and the run's early exit policy
+(:class:`ExitPolicy`). Nodes, checks, input checks and the call layer receive plans,
+never the config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from langgraph.constants import TAG_NOSTREAM
 from moa_graph.calls.call import CallPolicy
 from moa_graph.calls.tool_calls import ToolSet
 from moa_graph.config.model import AgentSpec, Aggregation
+from moa_graph.graph.frozen import freeze
 from moa_graph.graph.state import AgentInfo
 
 AGGREGATOR_NODE = "aggregator"
@@ -60,12 +62,16 @@ class RunOptions:
         max_tokens: The default completion budget of the agents in scope.
         sampling: Which agents ``temperature`` and ``max_tokens`` apply to.
         show_proposals: Whether proposers stream their tokens; None: the graph's choice.
-        tools: The tools the aggregator may call, as a JSON list of OpenAI tool
-            schemas (proposers see their descriptions); None: no tools.
-        tool_choice: The aggregator's ``tool_choice`` as JSON, when tools are given.
+        tools: The tools the aggregator may call, as OpenAI tool schemas
+            (proposers see their descriptions); empty: no tools.
+        tool_choice: The aggregator's OpenAI ``tool_choice`` (a string or an
+            object), when tools are given.
         parallel_tool_calls: Whether the aggregator may call several tools at once.
-        response_format: The aggregator's OpenAI ``response_format`` as JSON
+        response_format: The aggregator's OpenAI ``response_format``
             (``json_object`` or ``json_schema``); the strategy is then ``synthesize``.
+
+    Options are frozen and hashable: the JSON objects given (plain dicts) are kept
+    as :class:`~moa_graph.graph.frozen.FrozenDict` (see :mod:`moa_graph.graph.frozen`).
     """
 
     preset: str | None = None
@@ -74,10 +80,16 @@ class RunOptions:
     max_tokens: int | None = None
     sampling: Literal["aggregator", "all"] = "all"
     show_proposals: bool | None = None
-    tools: str | None = None
-    tool_choice: str | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    response_format: str | None = None
+    response_format: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Most runs bind nothing: their options are made on every node's way to its plan.
+        if self.tools != () or self.tool_choice is not None or self.response_format is not None:
+            for name in ("tools", "tool_choice", "response_format"):
+                object.__setattr__(self, name, freeze(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -165,11 +177,42 @@ class AgentPlan:
 
 
 @dataclass(frozen=True)
+class ExitPolicy:
+    """When a run's proposals end it early: a config's ``early_exit``, for one run.
+
+    Attributes:
+        agree: What agreeing means: ``answer``, ``similar`` or ``auto`` (see
+            :class:`~moa_graph.config.model.EarlyExit`).
+        quorum: The share of a layer's proposals so far that must agree.
+        min_similarity: How alike two texts must be to agree (0 to 1).
+        stages: The sizes of a layer's first stages; the rest is the last stage.
+        stop_unchanged: Whether a layer that kept the previous layer's answer stops
+            the stack (the aggregator then runs on it).
+        check_code: Whether code agrees by passing the prompt's examples (the
+            config's ``check_code``; never with tools, where only calls agree).
+    """
+
+    agree: Literal["answer", "similar", "auto"]
+    quorum: float
+    min_similarity: float
+    stages: tuple[int, ...]
+    stop_unchanged: bool
+    check_code: bool
+
+
+@dataclass(frozen=True)
 class MoAPlan:
-    """Every agent slot of one run: proposer layers, then the aggregator."""
+    """Every agent slot of one run: proposer layers, then the aggregator.
+
+    Attributes:
+        layers: The proposer layers of the run, each its agents in order.
+        aggregator: The aggregator.
+        exit: When the run's proposals end it early; None: they never do.
+    """
 
     layers: tuple[tuple[AgentPlan, ...], ...]
     aggregator: AgentPlan
+    exit: ExitPolicy | None = None
 
     def agents(self) -> Iterator[AgentPlan]:
         """Yield every agent, layer by layer, the aggregator last."""

@@ -8,7 +8,6 @@ and tools.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,13 +21,15 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from moa_graph.calls.budget import prompt_budget
 from moa_graph.calls.call import CallPolicy, rate_limiter
 from moa_graph.calls.tool_calls import ToolSet
-from moa_graph.config.model import AgentSpec, Aggregation, MoAConfig
+from moa_graph.config.model import AgentSpec, Aggregation, CallSettings, MoAConfig
 from moa_graph.errors import InputError
 from moa_graph.graph.clients import resolve_model
+from moa_graph.graph.frozen import thaw
 from moa_graph.graph.plan import (
     AGGREGATOR_NODE,
     AgentPlan,
     Candidate,
+    ExitPolicy,
     MoAPlan,
     RunOptions,
     proposer_node,
@@ -40,19 +41,11 @@ _CALL_VOTES = frozenset({"vote", "consensus", "auto"})
 _PLANS_KEPT = 32  # distinct run options whose plans a graph keeps
 
 
-def call_policy(config: MoAConfig, agent: AgentSpec) -> CallPolicy:
-    """Return how the calls of one agent of ``config`` are made."""
-    rate = config.rate_limits.get(agent.provider or "")
-    return CallPolicy(
-        timeout_s=agent.timeout_s or config.timeout_s,
-        first_token_s=config.first_token_timeout_s,
-        idle_s=config.idle_timeout_s,
-        max_retries=config.max_retries if agent.max_retries is None else agent.max_retries,
-        backoff_s=config.backoff_s,
-        max_backoff_s=config.max_backoff_s,
-        max_retry_after_s=config.max_retry_after_s,
-        rate_limiter=rate_limiter(agent.provider or "", rate) if rate else None,
-    )
+def call_policy(settings: CallSettings, agent: AgentSpec) -> CallPolicy:
+    """Return how the calls of ``agent`` are made: ``settings`` with the agent's own."""
+    rate = settings.rate_limits.get(agent.provider or "")
+    limiter = rate_limiter(agent.provider or "", rate) if rate else None
+    return CallPolicy(settings.for_agent(agent), limiter)
 
 
 def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptions) -> Candidate:
@@ -67,7 +60,7 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
     if tools:
         options: dict[str, Any] = {}
         if run.tool_choice is not None:
-            options["tool_choice"] = json.loads(run.tool_choice)  # OpenAI's may be an object
+            options["tool_choice"] = thaw(run.tool_choice)  # OpenAI's may be an object
         if run.parallel_tool_calls is not None:
             options["parallel_tool_calls"] = run.parallel_tool_calls
         try:
@@ -77,7 +70,7 @@ def bound(candidate: Candidate, tools: tuple[dict[str, Any], ...], run: RunOptio
     if run.response_format is not None:
         if not isinstance(candidate.model, BaseChatOpenAI):
             raise InputError(f"{where} cannot take response_format: it is not OpenAI-compatible")
-        runnable = runnable.bind(response_format=json.loads(run.response_format))
+        runnable = runnable.bind(response_format=thaw(run.response_format))
     return dataclasses.replace(candidate, bound=runnable)
 
 
@@ -85,8 +78,28 @@ def tool_set_of(run: RunOptions) -> ToolSet | None:
     """Return the tools a run's answer may call, or None when it binds none (or forbids calls)."""
     if not run.tools:
         return None
-    choice = json.loads(run.tool_choice) if run.tool_choice is not None else None
-    return ToolSet.of(json.loads(run.tools), choice, run.parallel_tool_calls)
+    return ToolSet.of(thaw(run.tools), thaw(run.tool_choice), run.parallel_tool_calls)
+
+
+def exit_policy(config: MoAConfig, run: RunOptions) -> ExitPolicy | None:
+    """Return when a run of ``config`` with ``run``'s options may end early, or None.
+
+    An answer that must follow a format is the aggregator's to write, and so is any
+    answer when the run binds tools but allows no call (``tool_choice`` ``none``);
+    with tools, only equal proposed calls end the run early.
+    """
+    settings = config.early_exit
+    tools = tool_set_of(run)
+    if settings is None or run.response_format or (run.tools and tools is None):
+        return None
+    return ExitPolicy(
+        agree=settings.agree,
+        quorum=settings.quorum,
+        min_similarity=settings.min_similarity,
+        stages=tuple(settings.stages),
+        stop_unchanged=settings.stop_unchanged,
+        check_code=config.check_code and tools is None,
+    )
 
 
 def with_depth(config: MoAConfig, depth: int) -> MoAConfig:
@@ -150,7 +163,7 @@ class Planner:
         """Return the plan of every slot the graph has: its nodes, all layers deep."""
         return self._plan_of(self.slots, RunOptions())
 
-    def run_config(self, options: RunOptions) -> MoAConfig:
+    def _run_config(self, options: RunOptions) -> MoAConfig:
         """Return the config a run with ``options`` follows, checked against the slots."""
         base = self.config
         if options.preset not in (None, self.config.name):
@@ -174,7 +187,7 @@ class Planner:
         return config
 
     def _build(self, options: RunOptions) -> MoAPlan:
-        return self._plan_of(self.run_config(options), options)
+        return self._plan_of(self._run_config(options), options)
 
     def _plan_of(self, config: MoAConfig, options: RunOptions) -> MoAPlan:
         stream = self.stream_proposers if options.show_proposals is None else options.show_proposals
@@ -188,7 +201,7 @@ class Planner:
         aggregator = self._agent(
             config, options, [config.aggregator], len(config.layers) + 1, 0, stream=True
         )
-        return MoAPlan(layers, aggregator)
+        return MoAPlan(layers, aggregator, exit_policy(config, options))
 
     def _agent(
         self,
@@ -201,12 +214,12 @@ class Planner:
         stream: bool,
     ) -> AgentPlan:
         aggregator = number > len(config.layers)
-        specs = [layer[index], *(config.aggregator_fallbacks if aggregator else ())]
+        specs = [layer[index], *(config.calls.aggregator_fallbacks if aggregator else ())]
         in_scope = aggregator or options.sampling == "all"
         candidates = tuple(
             self._candidate(config, spec, index, options if in_scope else None) for spec in specs
         )
-        tools = tuple(json.loads(options.tools)) if options.tools else ()
+        tools = tuple(thaw(options.tools))
         bound_run = bool(tools or options.response_format)
         if aggregator and bound_run:
             candidates = tuple(bound(c, tools, options) for c in candidates)
@@ -227,8 +240,8 @@ class Planner:
             strategy=strategy,
             aggregate_prompt=config.aggregate_prompt,
             check_code=config.check_code,
-            min_proposals=config.min_proposals,
-            deadline_s=None if aggregator else config.layer_deadline_s,
+            min_proposals=config.calls.min_proposals,
+            deadline_s=None if aggregator else config.calls.layer_deadline_s,
             stream=stream,
             peers=tuple(agent.name or "" for agent in layer),
             preset=config.name,
@@ -243,8 +256,8 @@ class Planner:
             run = {"temperature": options.temperature, "max_tokens": options.max_tokens}
             config = config.model_copy(update={k: v for k, v in run.items() if v is not None})
         sampling = config.sampling(spec, index)
-        policy = call_policy(config, spec)
-        model = resolve_model(spec, **sampling, timeout_s=policy.first_token_s)
+        policy = call_policy(config.calls, spec)
+        model = resolve_model(spec, **sampling, timeout_s=policy.settings.first_token_timeout_s)
         repeatable = sampling["temperature"] == 0 or sampling["seed"] is not None
         # An instance from the config carries its own settings, so its calls may not repeat.
         if self.cache is not None and repeatable and not isinstance(spec.model, BaseChatModel):

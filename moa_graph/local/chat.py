@@ -13,7 +13,6 @@ from typing import Any
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
@@ -24,6 +23,7 @@ from moa_graph.local.server import server_for
 from moa_graph.local.tools import ToolRequest
 
 _PLACEHOLDER_KEY = "local"  # the server checks no key, but the OpenAI client wants one
+_NOT_STARTED = "http://127.0.0.1:0/v1"  # no server yet: nothing listens on port 0
 
 
 def chat_model(
@@ -32,11 +32,13 @@ def chat_model(
     temperature: float,
     max_tokens: int,
     seed: int | None = None,
+    start: bool = True,
     **params: Any,
-) -> BaseChatModel:
+) -> LocalChatModel:
     """Return a chat model served by the embedded llama.cpp runtime.
 
-    Its server starts on first use and serves every chat model of that name.
+    Its server serves every chat model of that name; it starts now, or with
+    ``start=False`` at the model's first call (or :meth:`LocalChatModel.start`).
 
     Args:
         name: A local model name, e.g. ``"smollm2-135m"`` for ``local:smollm2-135m``.
@@ -44,6 +46,8 @@ def chat_model(
         max_tokens: Completion budget.
         seed: Sampling seed. A seeded request is repeatable at any temperature: it
             skips the server's prompt cache (and reads its prompt again).
+        start: Start the server now (verifying and loading the weights); False:
+            only check the name, and leave the weights alone until first use.
         **params: Further ``ChatOpenAI`` settings (``timeout``, ``max_retries``, ...).
 
     Returns:
@@ -56,9 +60,9 @@ def chat_model(
         NoFreePortError: No port on 127.0.0.1 could be bound.
         ModelLoadError: llama.cpp could not load the file.
     """
-    server = server_for(get_model(name))
+    get_model(name)  # an unknown name fails now, started or not
     settings: dict[str, Any] = {
-        "base_url": f"{server.base_url}/v1",
+        "base_url": _NOT_STARTED,
         "api_key": _PLACEHOLDER_KEY,
         "model": name,
         "temperature": temperature,
@@ -75,7 +79,10 @@ def chat_model(
         # batch and one restored from the prompt cache, enough to flip a greedy choice;
         # a seeded request asks for repeatable answers, so it skips the cache.
         settings["extra_body"] = {"cache_prompt": False, **(params.get("extra_body") or {})}
-    return LocalChatModel(**settings)
+    model = LocalChatModel(**settings)
+    if start:
+        model.start()
+    return model
 
 
 class LocalChatModel(ChatOpenAI):
@@ -87,8 +94,32 @@ class LocalChatModel(ChatOpenAI):
     tool calls, anything else as text. ``tool_choice`` ``"required"`` or a named tool
     constrains the reply to one valid call with llama.cpp's JSON-schema grammar.
     While a streamed reply may still be calls, its tokens are held (empty tokens keep
-    time), so a call is never shown as text.
+    time), so a call is never shown as text. Every call first makes sure the model's
+    server runs (:meth:`start`).
     """
+
+    def start(self) -> None:
+        """Start the model's server unless it runs, and point this model at it.
+
+        Cheap once the server runs. A server stopped by
+        :func:`~moa_graph.local.server.shutdown` is started afresh.
+
+        Raises:
+            WeightsNotInstalledError: The weights are not installed; says the command.
+            ChecksumMismatchError: The installed file is corrupted; it is not loaded.
+            NoFreePortError: No port on 127.0.0.1 could be bound.
+            ModelLoadError: llama.cpp could not load the file.
+        """
+        url = f"{server_for(get_model(self.model_name)).base_url}/v1"
+        if self.openai_api_base != url:
+            self.openai_api_base = url
+            self.root_client.base_url = url
+            self.root_async_client.base_url = url
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has pointed the model at a server."""
+        return self.openai_api_base != _NOT_STARTED
 
     def _generate(
         self,
@@ -97,6 +128,7 @@ class LocalChatModel(ChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self.start()
         tools = ToolRequest.pop(kwargs)
         if tools is None:
             return super()._generate(messages, stop, run_manager, **kwargs)
@@ -111,6 +143,7 @@ class LocalChatModel(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self.start()
         tools = ToolRequest.pop(kwargs)
         if tools is None:
             return await super()._agenerate(messages, stop, run_manager, **kwargs)
@@ -125,6 +158,7 @@ class LocalChatModel(ChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self.start()
         tools = ToolRequest.pop(kwargs)
         if tools is None:
             yield from super()._stream(messages, stop, run_manager, **kwargs)
@@ -149,6 +183,7 @@ class LocalChatModel(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self.start()
         tools = ToolRequest.pop(kwargs)
         if tools is None:
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):

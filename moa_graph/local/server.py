@@ -180,8 +180,7 @@ def running_servers() -> list[LlamaServer]:
 def shutdown() -> None:
     """Stop every local model server of this process; safe to call more than once.
 
-    Chat models built before keep pointing at the old ports: build new ones after a
-    shutdown (a later call starts a fresh server).
+    A chat model's next call starts a fresh server and points the model at it.
     """
     with _lock:
         servers = list(_servers.values())

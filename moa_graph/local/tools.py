@@ -104,13 +104,7 @@ class ToolRequest:
         calls = self._calls(message.text)
         if calls is None or not isinstance(message, AIMessage):
             return result
-        called = AIMessage(
-            content="",
-            tool_calls=calls,
-            id=message.id,
-            usage_metadata=message.usage_metadata,
-            response_metadata={**message.response_metadata, "finish_reason": "tool_calls"},
-        )
+        called = AIMessage(content="", tool_calls=calls, **_called(message))
         done = ChatGeneration(message=called, generation_info=generation.generation_info)
         return ChatResult(generations=[done], llm_output=result.llm_output)
 
@@ -166,13 +160,7 @@ class Reading:
             tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
             for i, c in enumerate(calls)
         ]
-        called = AIMessageChunk(
-            content="",
-            tool_call_chunks=chunks,
-            id=message.id,
-            usage_metadata=message.usage_metadata,
-            response_metadata={**message.response_metadata, "finish_reason": "tool_calls"},
-        )
+        called = AIMessageChunk(content="", tool_call_chunks=chunks, **_called(message))
         return [(ChatGenerationChunk(message=called, generation_info=merged.generation_info), "")]
 
 
@@ -225,3 +213,12 @@ def as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
 
 def _name(tool: Mapping[str, Any]) -> str:
     return str(tool.get("function", tool)["name"])
+
+
+def _called(message: AIMessage) -> dict[str, Any]:
+    """Return what a reply read as calls keeps of the model's message (id, usage, metadata)."""
+    return {
+        "id": message.id,
+        "usage_metadata": message.usage_metadata,
+        "response_metadata": {**message.response_metadata, "finish_reason": "tool_calls"},
+    }

@@ -11,10 +11,7 @@ the tools, decides the message (text or tool calls).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from operator import itemgetter
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -23,31 +20,22 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import (
-    Runnable,
-    RunnableConfig,
-    RunnableLambda,
-    RunnableMap,
-    RunnablePassthrough,
-)
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import ConfigDict, PrivateAttr, ValidationError
+from pydantic import ConfigDict, PrivateAttr
 
 from moa_graph.calls.secrets import StreamRedactor
-from moa_graph.config.model import MoAConfig, describe_validation_error
-from moa_graph.errors import StructuredOutputError
+from moa_graph.config.model import MoAConfig
+from moa_graph.config.resolve import ConfigSource, resolve_config
 from moa_graph.graph.plan import AGGREGATOR_TAG, RunOptions
 from moa_graph.run import structured_output
-from moa_graph.run.factory import create_moa, resolve_config
+from moa_graph.run.factory import create_moa
 from moa_graph.run.streaming import Finished, Token, stream_moa
 
 ToolLike = dict[str, Any] | type | Callable[..., Any] | BaseTool
@@ -67,11 +55,11 @@ class ChatMoA(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    moa: MoAConfig | Mapping[str, Any] | str | Path = "local"
+    moa: ConfigSource = "local"
     _config: MoAConfig = PrivateAttr()
     _graph: CompiledStateGraph[Any, Any, Any, Any] = PrivateAttr()
 
-    def __init__(self, moa: MoAConfig | Mapping[str, Any] | str | Path = "local", **kwargs: Any):
+    def __init__(self, moa: ConfigSource = "local", **kwargs: Any):
         # Built before pydantic's own init, so a bad preset or a missing key is its
         # own one-line error (ConfigError), not a pydantic ValidationError.
         config = resolve_config(moa)
@@ -139,54 +127,30 @@ class ChatMoA(BaseChatModel):
             raise ValueError(f"attempts must be 1 or more, not {attempts}")
         validate = structured_output.validator(schema)
         if method == "json_schema":
-            parsed = self._json_schema_output(schema, include_raw=include_raw)
+            parsed = structured_output.json_schema_output(self, schema, include_raw=include_raw)
         else:
             parsed = super().with_structured_output(schema, include_raw=include_raw, **kwargs)
-        if include_raw:
-            checked: Runnable[Any, Any] = RunnableLambda(_with_validated(validate))
-            return parsed | checked
-        return _validated(
-            parsed | RunnableLambda(_present) | RunnableLambda(validate),
-            _schema_name(schema),
-            attempts,
+        return structured_output.validated_output(
+            parsed, schema, validate, include_raw=include_raw, attempts=attempts
         )
 
-    def _json_schema_output(
-        self, schema: dict[str, Any] | type, *, include_raw: bool
-    ) -> Runnable[LanguageModelInput, Any]:
-        """Return the mixture asked for ``schema`` as ``response_format``, then parsed."""
-        json_schema = convert_to_json_schema(schema)
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", _schema_name(schema))[:64] or "answer"
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": json_schema},
-        }
-        model = self.bind(response_format=response_format)
-        parser: Runnable[Any, Any] = (
-            PydanticOutputParser(pydantic_object=schema)
-            if isinstance(schema, type) and is_basemodel_subclass(schema)
-            else JsonOutputParser()
-        )
-        if not include_raw:
-            return model | parser
-        parsing = RunnablePassthrough.assign(
-            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
-        ).with_fallbacks(
-            [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
-        )
-        return RunnableMap(raw=model) | parsing
+    def _run(
+        self,
+        messages: list[BaseMessage],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[dict[str, Any], RunnableConfig, RunOptions]:
+        """Return one call's mixture input, config and run options.
 
-    def _options(self, kwargs: dict[str, Any]) -> RunOptions:
-        tools = kwargs.get("tools")
-        choice = kwargs.get("tool_choice")
-        response_format = kwargs.get("response_format")
-        return RunOptions(
-            tools=json.dumps(tools, sort_keys=True) if tools else None,
-            tool_choice=json.dumps(choice) if choice is not None else None,
-            response_format=json.dumps(response_format, sort_keys=True)
-            if response_format
-            else None,
+        The config runs the mixture under the chat model's own run; the options are
+        the tools and answer format bound to the call, if any.
+        """
+        options = RunOptions(
+            tools=tuple(kwargs.get("tools") or ()),
+            tool_choice=kwargs.get("tool_choice"),
+            response_format=kwargs.get("response_format") or None,
         )
+        return {"messages": messages}, _nested(run_manager), options
 
     def _generate(
         self,
@@ -195,9 +159,8 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        config = _nested(run_manager)
-        state = self._graph.invoke({"messages": messages}, config, context=self._options(kwargs))
-        return ChatResult(generations=[ChatGeneration(message=_answer(state))])
+        graph_input, config, options = self._run(messages, run_manager, kwargs)
+        return _result(self._graph.invoke(graph_input, config, context=options))
 
     async def _agenerate(
         self,
@@ -206,11 +169,8 @@ class ChatMoA(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        config = _nested(run_manager)
-        state = await self._graph.ainvoke(
-            {"messages": messages}, config, context=self._options(kwargs)
-        )
-        return ChatResult(generations=[ChatGeneration(message=_answer(state))])
+        graph_input, config, options = self._run(messages, run_manager, kwargs)
+        return _result(await self._graph.ainvoke(graph_input, config, context=options))
 
     def _stream(
         self,
@@ -219,29 +179,22 @@ class ChatMoA(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        config = _nested(run_manager)
-        streamed = ""
+        graph_input, config, options = self._run(messages, run_manager, kwargs)
+        answer = _Streamed(self._streams_answer(kwargs))
         parts: Iterator[tuple[str, Any]] = self._graph.stream(  # type: ignore[assignment]
-            {"messages": messages},
-            config,
-            context=self._options(kwargs),
-            stream_mode=["messages", "values"],
+            graph_input, config, context=options, stream_mode=["messages", "values"]
         )
         state: dict[str, Any] = {}
         redactor = StreamRedactor()
         for mode, payload in parts:
             if mode == "values":
                 state = payload
-                continue
-            text = redactor.feed(_aggregator_text(payload))
-            if text and self._streams_answer(kwargs):
-                streamed += text
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+            elif chunk := answer.chunk(redactor.feed(_aggregator_text(payload))):
                 if run_manager:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
         # What the redactor still holds is the answer's end: the last chunk has it.
-        yield _last_chunk(_answer(state), streamed)
+        yield answer.last(state)
 
     async def _astream(
         self,
@@ -250,90 +203,47 @@ class ChatMoA(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        config = _nested(run_manager)
-        streamed = ""
-        events = stream_moa(
-            self._graph, {"messages": messages}, config, context=self._options(kwargs)
-        )
-        async for event in events:
-            if isinstance(event, Token) and self._streams_answer(kwargs):
-                streamed += event.text
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+        graph_input, config, options = self._run(messages, run_manager, kwargs)
+        answer = _Streamed(self._streams_answer(kwargs))
+        async for event in stream_moa(self._graph, graph_input, config, context=options):
+            if isinstance(event, Token) and (chunk := answer.chunk(event.text)):
                 if run_manager:
-                    await run_manager.on_llm_new_token(event.text, chunk=chunk)
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
             elif isinstance(event, Finished):
-                yield _last_chunk(_answer(event.state), streamed)
+                yield answer.last(event.state)
 
     def _streams_answer(self, kwargs: dict[str, Any]) -> bool:
         """Whether the aggregator's tokens are the answer's (a ranker's are not)."""
         return self._config.aggregation != "rank" and not kwargs.get("tools")
 
 
-def _schema_name(schema: dict[str, Any] | type) -> str:
-    if isinstance(schema, dict):
-        return str(schema.get("title") or schema.get("name") or "the schema")
-    return schema.__name__
+class _Streamed:
+    """One call's answer as it streams: a chunk per piece, then the chunk that ends it.
 
-
-def _present(value: Any) -> Any:
-    """Refuse an answer that called no tool (LangChain's parser gives None for it)."""
-    if value is None:
-        raise OutputParserException("the aggregator answered in text, not with the schema")
-    return value
-
-
-def _with_validated(
-    validate: structured_output.Validator,
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Return what validates the ``parsed`` of an ``include_raw`` result.
-
-    An answer that does not validate is reported as LangChain reports one it cannot
-    parse: ``parsed`` None and the error in ``parsing_error``.
+    Args:
+        shown: Whether the aggregator's tokens are the answer's; without, the whole
+            answer comes in the last chunk.
     """
 
-    def check(result: dict[str, Any]) -> dict[str, Any]:
-        if result.get("parsing_error") is not None or result.get("parsed") is None:
-            return result
-        try:
-            return {**result, "parsed": validate(result["parsed"])}
-        except (structured_output.InvalidAnswer, ValidationError) as error:
-            return {**result, "parsed": None, "parsing_error": error}
+    def __init__(self, shown: bool) -> None:
+        self.shown = shown
+        self.text = ""
 
-    return check
+    def chunk(self, text: str) -> ChatGenerationChunk | None:
+        """Return the chunk of a piece of the aggregator's text, or None to send none."""
+        if not (text and self.shown):
+            return None
+        self.text += text
+        return ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+    def last(self, state: Mapping[str, Any]) -> ChatGenerationChunk:
+        """Return the chunk that completes the stream (see :func:`_last_chunk`)."""
+        return _last_chunk(_answer(state), self.text)
 
 
-def _validated(parsed: Runnable[Any, Any], name: str, attempts: int) -> Runnable[Any, Any]:
-    """Return ``parsed`` retried on invalid answers, failing with one clear error."""
-    failures = (OutputParserException, ValidationError, structured_output.InvalidAnswer)
-    retrying = parsed.with_retry(
-        retry_if_exception_type=failures,
-        stop_after_attempt=attempts,
-        wait_exponential_jitter=False,
-    )
-
-    def failed(error: Exception) -> StructuredOutputError:
-        if isinstance(error, ValidationError):
-            reason = describe_validation_error(error)[:300]
-        else:
-            reason = " ".join(str(error).split())[:300]
-        return StructuredOutputError(
-            f"the MoA's answer did not validate as {name} after {attempts} attempts: {reason}"
-        )
-
-    def run(value: Any, config: RunnableConfig) -> Any:
-        try:
-            return retrying.invoke(value, config)
-        except failures as error:
-            raise failed(error) from None
-
-    async def arun(value: Any, config: RunnableConfig) -> Any:
-        try:
-            return await retrying.ainvoke(value, config)
-        except failures as error:
-            raise failed(error) from None
-
-    return RunnableLambda(run, arun, name=f"structured {name}")
+def _result(state: Mapping[str, Any]) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=_answer(state))])
 
 
 def _nested(

@@ -1,34 +1,27 @@
-"""Runtime options of a MoA graph, set per run through LangGraph's ``context_schema``.
+"""Studio's form: :class:`MoAContext`, what a run of a MoA graph may change, per run.
 
-LangGraph Server (``langgraph dev``, Studio) needs one topology for every run of a
-graph: it draws the graph, reads thread state and resumes interrupts with the same
-nodes. So :func:`create_configurable_moa` builds the nodes once, for the deepest MoA
-a run may ask for, and each node follows the plan of the run's :class:`MoAContext`
-(:class:`moa_graph.graph.plan.Planner`): which preset's model it calls, with what
-sampling, whether its layer runs at all (later layers pass through when fewer are
-asked), and whether its tokens stream.
+LangGraph Server (``langgraph dev``, Studio) shows a graph's ``context_schema`` as a
+form. ``create_moa(config, context_schema=MoAContext)`` builds the nodes once, for
+the deepest MoA a run may ask for, and each run's form becomes its
+:class:`~moa_graph.graph.plan.RunOptions` in one place, :meth:`MoAContext.of`: which
+preset's models the nodes call, with what sampling, how many layers run (later
+layers pass through when fewer are asked), and whether proposers' tokens stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
-from langgraph.graph import StateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from moa_graph.config.model import MoAConfig
-from moa_graph.config.presets import check_preset_name, load_preset
-from moa_graph.graph.build import build_graph
+from moa_graph.config.presets import check_preset_name
 from moa_graph.graph.plan import RunOptions
-from moa_graph.graph.planner import Planner
-from moa_graph.graph.state import MoAInput, MoAOutput, MoAState
-from moa_graph.run.factory import resolve_config
 
 
 class MoAContext(BaseModel):
-    """What a run of a configurable MoA graph may change (shown as a form in Studio).
+    """What a run of a MoA graph may change (shown as a form in Studio).
 
     Attributes:
         preset: Call this preset's models instead of the graph's own; its layers must
@@ -87,41 +80,3 @@ class MoAContext(BaseModel):
 
 PresetLoader = Callable[[str], MoAConfig]
 """Turns a preset name into a config, e.g. :func:`moa_graph.load_preset`."""
-
-
-def create_configurable_moa(
-    config: MoAConfig | str,
-    *,
-    max_layers: int = 3,
-    load: PresetLoader = load_preset,
-) -> StateGraph[MoAState, MoAContext, MoAInput, MoAOutput]:
-    """Build a MoA graph whose preset, sampling, depth and streaming are per-run options.
-
-    The graph has ``max_layers`` proposer layers (the config's last layer repeated,
-    as the paper stacks the same proposers) and reads a :class:`MoAContext`. Without
-    a context it runs exactly as ``config``.
-
-    Args:
-        config: The graph's own config, or a preset name.
-        max_layers: The deepest MoA a run may ask for; at least the config's depth.
-        load: Loads the preset a run names (to point presets at another endpoint, say);
-            each name is loaded once.
-
-    Returns:
-        The uncompiled graph, with ``context_schema=MoAContext``.
-
-    Raises:
-        ConfigError: The config or preset is invalid, or a model cannot be resolved.
-        ValueError: ``max_layers`` is below the config's number of layers.
-
-    Example:
-        >>> graph = create_configurable_moa("local-tiny").compile()  # doctest: +SKIP
-        >>> graph.invoke(
-        ...     {"messages": [("user", "Hi")]}, context={"layers": 2}
-        ... )  # doctest: +SKIP
-    """
-    own = resolve_config(config)
-    if max_layers < len(own.layers):
-        raise ValueError(f"max_layers={max_layers} is below the config's {len(own.layers)} layers")
-    planner = Planner(own, depth=max_layers, load=lru_cache(maxsize=16)(load))
-    return build_graph(planner, MoAContext.of, context_schema=MoAContext)

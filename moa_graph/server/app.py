@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -36,20 +36,13 @@ from moa_graph.run.checkpoints import open_checkpointer
 from moa_graph.server.endpoints import Endpoints
 from moa_graph.server.errors import APIError, ClientGone
 from moa_graph.server.guard import LOOPBACK_HOSTS, allowed_hosts, guard_middleware
+from moa_graph.server.options import DEFAULTS, ServerOptions
 from moa_graph.server.runs import THREAD_HEADER as THREAD_HEADER
 from moa_graph.server.served import ServedModel
 
 # Re-exported: ``moa serve`` and users import these from here.
 from moa_graph.server.served import served_configs as served_configs
 from moa_graph.server.wire import error_json
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_MAX_CONCURRENT = 4
-"""MoA runs at once; each run makes several model calls."""
-DEFAULT_MAX_BODY_BYTES = 1_000_000
-DEFAULT_BODY_TIMEOUT_S = 30.0
-"""Seconds a client may take to send its request body."""
 
 _log = logging.getLogger(__name__)
 """The logger every part of the server writes to, by this name; ``serve`` redacts it."""
@@ -98,14 +91,10 @@ _ERROR_HANDLERS = {APIError: _api_error, HTTPException: _http_error, ClientGone:
 
 def create_app(
     configs: Mapping[str, MoAConfig],
+    options: ServerOptions = DEFAULTS,
     *,
-    api_key: str | None = None,
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     hosts: Collection[str] = LOOPBACK_HOSTS,
-    origins: Collection[str] = (),
 ) -> Starlette:
     """Build the ASGI app serving ``configs`` under their names.
 
@@ -114,20 +103,14 @@ def create_app(
 
     Args:
         configs: Served model name to config.
-        api_key: The key clients must send as ``Authorization: Bearer``; None
-            lets every client in.
-        max_concurrent: MoA runs at once; one more is answered 429.
-        max_body_bytes: Largest request body; a larger one is answered 413.
-        body_timeout_s: Seconds a client may take to send its request body; a
-            slower one is answered 408.
+        options: The key, the limits and the web origins let in (``host``, ``port``,
+            ``checkpoint`` and ``allow_hosts`` are :func:`serve`'s).
         checkpointer: When set, each request runs on a fresh thread id, returned
             in the ``X-MoA-Thread-Id`` header.
         hosts: The ``Host`` values answered, each ``NAME`` (any port) or
             ``NAME:PORT``; any other is answered 421. The default is the loopback
             names on any port; ``serve`` gives its address and port (see
             :func:`moa_graph.server.guard.allowed_hosts`).
-        origins: The web origins (``scheme://host[:port]``) whose pages may call
-            the server, with CORS; a request from any other origin is answered 403.
 
     Returns:
         A Starlette app; run it with any ASGI server.
@@ -136,52 +119,25 @@ def create_app(
         ConfigError: A config is invalid or one of its models cannot be resolved,
             or a host or origin is malformed.
     """
-    middleware = guard_middleware(hosts, origins)
-    if max_concurrent < 1 or max_body_bytes < 1:
+    middleware = guard_middleware(hosts, options.allow_origins)
+    if options.max_concurrent < 1 or options.max_body_bytes < 1:
         raise ConfigError("max_concurrent and max_body_bytes must be at least 1")
-    if not body_timeout_s > 0:
+    if not options.body_timeout_s > 0:
         raise ConfigError("body_timeout_s must be more than 0")
     models = {name: ServedModel(name, config, checkpointer) for name, config in configs.items()}
-    endpoints = Endpoints(
-        models,
-        api_key=api_key,
-        max_concurrent=max_concurrent,
-        max_body_bytes=max_body_bytes,
-        body_timeout_s=body_timeout_s,
-    )
+    endpoints = Endpoints(models, options)
     return Starlette(
         routes=endpoints.routes(), middleware=middleware, exception_handlers=_ERROR_HANDLERS
     )
 
 
-async def serve(
-    configs: Mapping[str, MoAConfig],
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    api_key: str | None = None,
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
-    checkpoint: str | None = None,
-    allow_hosts: Sequence[str] = (),
-    allow_origins: Sequence[str] = (),
-) -> None:
+async def serve(configs: Mapping[str, MoAConfig], options: ServerOptions = DEFAULTS) -> None:
     """Serve ``configs`` over HTTP until interrupted.
 
     Args:
         configs: Served model name to config (see :func:`served_configs`).
-        host: Address to bind; anything but loopback needs ``api_key``.
-        port: TCP port.
-        api_key: The key clients must send.
-        max_concurrent: MoA runs at once.
-        max_body_bytes: Largest request body.
-        body_timeout_s: Seconds a client may take to send its request body.
-        checkpoint: ``sqlite:PATH`` (or just a path), or a ``postgresql://`` URL:
-            run each request on its own thread id in that checkpoint store.
-        allow_hosts: ``Host`` values answered besides ``host:port`` and the
-            loopback names on ``port``: ``NAME`` (any port) or ``NAME:PORT``.
-        allow_origins: Web origins whose pages may call the server.
+        options: Where to listen, the key, the limits, the checkpoint store, and
+            the hosts and origins let in.
 
     Raises:
         ConfigError: The bind is refused, PostgreSQL support is not installed, a
@@ -189,26 +145,20 @@ async def serve(
     """
     import uvicorn
 
-    check_bind(host, api_key)
-    hosts = allowed_hosts(host, port, allow_hosts)
+    check_bind(options.host, options.api_key)
+    hosts = allowed_hosts(options.host, options.port, options.allow_hosts)
+    checkpoint = options.checkpoint
     opened: AbstractAsyncContextManager[BaseCheckpointSaver[Any] | None] = (
         nullcontext(None)
         if checkpoint is None
         else open_checkpointer(checkpoint.removeprefix("sqlite:"))
     )
     async with opened as checkpointer:
-        app = create_app(
-            configs,
-            api_key=api_key,
-            max_concurrent=max_concurrent,
-            max_body_bytes=max_body_bytes,
-            body_timeout_s=body_timeout_s,
-            checkpointer=checkpointer,
-            hosts=hosts,
-            origins=allow_origins,
+        app = create_app(configs, options, checkpointer=checkpointer, hosts=hosts)
+        _log.info("serving %s on %s:%s", ", ".join(configs), options.host, options.port)
+        config = uvicorn.Config(
+            app, host=options.host, port=options.port, lifespan="off", server_header=False
         )
-        _log.info("serving %s on %s:%s", ", ".join(configs), host, port)
-        config = uvicorn.Config(app, host=host, port=port, lifespan="off", server_header=False)
         _redact_logs()
         await uvicorn.Server(config).serve()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import time
@@ -22,6 +21,7 @@ from moa_graph.errors import InputError
 from moa_graph.graph.build import check_conversation
 from moa_graph.graph.plan import RunOptions
 from moa_graph.server.errors import APIError, ClientGone
+from moa_graph.server.options import ServerOptions
 from moa_graph.server.runs import Run
 from moa_graph.server.served import ServedModel
 from moa_graph.server.streams import completion_id, stream_answer, unless_disconnected
@@ -40,17 +40,13 @@ class Endpoints:
     def __init__(
         self,
         models: Mapping[str, ServedModel],
-        *,
-        api_key: str | None,
-        max_concurrent: int,
-        max_body_bytes: int,
-        body_timeout_s: float,
+        options: ServerOptions,
     ) -> None:
         self.models = dict(models)
-        self._api_key = api_key
-        self.max_concurrent = max_concurrent
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout_s = body_timeout_s
+        self._api_key = options.api_key
+        self.max_concurrent = options.max_concurrent
+        self.max_body_bytes = options.max_body_bytes
+        self.body_timeout_s = options.body_timeout_s
         self.running = 0
 
     def routes(self) -> list[Route]:
@@ -235,8 +231,7 @@ def _prepared(
         check_conversation(messages)
     except InputError as error:
         raise APIError(400, str(error), param="messages") from None
-    options = served.options(body.temperature, body.completion_budget, body.moa.sampling)
-    options = dataclasses.replace(options, **body.binding())
+    options = body.run_options()
     try:
         served.check(options)
     except InputError as error:

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
 from moa_graph.calls.failures import describe
+from moa_graph.calls.replies import ChunkReader
 from moa_graph.errors import InputError, MoAError, ModelCallError
 from moa_graph.graph.build import AGGREGATOR_TAG
 from moa_graph.graph.plan import RunOptions
@@ -37,7 +36,7 @@ class _Cancelled:
     """Queued when a run was cancelled."""
 
 
-class _AggregatorWatch(BaseCallbackHandler):
+class _AggregatorWatch(ChunkReader):
     """Sees the aggregator's model calls, to tell when its streamed answer broke.
 
     A call that fails after it streamed text, or a new call (a retry, a fallback)
@@ -50,8 +49,6 @@ class _AggregatorWatch(BaseCallbackHandler):
             out; None while it has not.
         reason: Why it broke, in one line.
     """
-
-    run_inline = True
 
     def __init__(self) -> None:
         self.calls: set[UUID] = set()
@@ -79,17 +76,8 @@ class _AggregatorWatch(BaseCallbackHandler):
             self._break("its call was made again after the answer had started")
             self.calls.add(run_id)
 
-    def on_llm_new_token(
-        self,
-        token: str | list[str | dict[str, Any]],
-        *,
-        chunk: GenerationChunk | ChatGenerationChunk | None = None,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if run_id in self.calls and isinstance(chunk, ChatGenerationChunk) and chunk.message.text:
+    def on_chunk(self, message: AIMessageChunk, run_id: UUID) -> None:
+        if run_id in self.calls and message.text:
             self.streamed += 1
 
     def on_llm_error(

@@ -6,18 +6,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from moa_graph.config.files import load_config
 from moa_graph.config.model import MoAConfig
-from moa_graph.config.presets import load_preset
+from moa_graph.config.resolve import named_configs
 from moa_graph.errors import ConfigError
-from moa_graph.graph.build import build_graph, run_options
 from moa_graph.graph.plan import RunOptions
 from moa_graph.graph.planner import Planner
+from moa_graph.run.factory import create_moa
 
 
 def served_configs(
@@ -28,12 +27,8 @@ def served_configs(
     Raises:
         ConfigError: A preset or file is unknown or invalid, or two share a name.
     """
-    named: list[tuple[str, MoAConfig]] = [(name, load_preset(name)) for name in presets]
-    for path in config_files:
-        config = load_config(path)
-        named.append((config.name or Path(path).stem, config))
     served: dict[str, MoAConfig] = {}
-    for name, config in named:
+    for name, config in named_configs(presets, config_files):
         if name in served:
             raise ConfigError(f"two served models are named '{name}'")
         served[name] = config
@@ -46,9 +41,11 @@ def served_configs(
 class ServedModel:
     """A served config and its compiled graph.
 
-    One graph serves every request: a request's sampling, tools and answer format
-    reach it as the run's :class:`~moa_graph.graph.plan.RunOptions` (see :meth:`options`),
-    which :meth:`check` plans before the run, on the graph's own planner.
+    One graph, built by :func:`~moa_graph.run.factory.create_moa`, serves every
+    request: a request's sampling, tools and answer format reach it as the run's
+    :class:`~moa_graph.graph.plan.RunOptions`
+    (:meth:`~moa_graph.server.wire.ChatCompletionRequest.run_options`), which
+    :meth:`check` plans before the run, as the graph will.
     """
 
     name: str
@@ -59,9 +56,11 @@ class ServedModel:
     graph: CompiledStateGraph[Any, Any, Any, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.planner = Planner(self.config, stream_proposers=False)
-        builder = build_graph(self.planner, run_options, context_schema=RunOptions)
+        builder = create_moa(self.config, context_schema=RunOptions, stream_proposers=False)
         self.graph = builder.compile(checkpointer=self.checkpointer, name=self.name)
+        # Plans as the graph's own planner does (same config and settings); each keeps
+        # its plans per distinct options, so a request's tools are bound once in each.
+        self.planner = Planner(self.config, stream_proposers=False)
 
     def check(self, options: RunOptions) -> None:
         """Plan a run with ``options`` before it starts, as the graph will.
@@ -71,13 +70,3 @@ class ServedModel:
                 take the ``response_format``; names the agent.
         """
         self.planner.plan(options)
-
-    @staticmethod
-    def options(
-        temperature: float | None, max_tokens: int | None, scope: Literal["aggregator", "all"]
-    ) -> RunOptions:
-        """Return the run options of a request's sampling.
-
-        What the request sets replaces the settings of the agents in ``scope``.
-        """
-        return RunOptions(temperature=temperature, max_tokens=max_tokens, sampling=scope)

