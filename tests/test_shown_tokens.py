@@ -66,6 +66,10 @@ def _config(url: str, role: str, fault: str, front: str) -> dict[str, Any]:
 def _broke_mid_stream(upstream: FakeOpenAIServer, model: str, fault: str) -> bool:
     """Whether ``model``'s first call was streamed and broke (or garbled) after 3 words."""
     first = next(r for r in upstream.requests if r["model"] == model)
+    # The upstream logs a stream when its handler ends: after a garbled event it sends
+    # on until it notices the closed connection, which can be after the MoA reported
+    # the break to its caller. Read the log once it is written.
+    upstream.wait_for(lambda: any(s.model == model and s.number == 1 for s in upstream.streams))
     logs = [s for s in upstream.streams if s.model == model and s.number == 1]
     if fault == "drop":  # the connection closed after three events
         return bool(first.get("stream")) and [(s.events, s.outcome) for s in logs] == [

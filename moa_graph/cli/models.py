@@ -28,7 +28,7 @@ from moa_graph.cli.options import DEFAULT_PRESET
 from moa_graph.local.catalog import KNOWN_MODELS, get_model
 from moa_graph.local.errors import LocalModelError
 from moa_graph.local.weights import install, models_dir, weights_status
-from moa_graph.sandbox import execute as execution
+from moa_graph.sandbox import execute
 from moa_graph.sandbox import runtime as wasi_runtime
 
 app = typer.Typer(
@@ -64,7 +64,7 @@ def install_command(
         models = [get_model(name) for name in names or preset_models(DEFAULT_PRESET)]
         with _BarProgress() as progress:
             path = wasi_runtime.install(progress=progress, force=force)
-            execution.prepare()  # compiled once for this machine, then cached
+            execute.prepare()  # compiled once for this machine, then cached
             progress.console.print(f"sandbox runtime: installed, verified and compiled at {path}")
             for model in models:
                 path = install(model, progress=progress, force=force)

@@ -14,7 +14,7 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from moa_graph.calls.budget import fit_references
 from moa_graph.graph.plan import AgentPlan, Candidate
 from moa_graph.graph.state import MoAState, user_turn
-from moa_graph.strategies import tool_text as tools
+from moa_graph.strategies import tool_text
 from moa_graph.strategies.aggregation import STRATEGIES
 
 
@@ -57,8 +57,8 @@ def _builder(
     """
     conversation: Sequence[BaseMessage] = state["messages"]
     if agent.tools and agent.role == "proposer":
-        conversation = tools.as_text(conversation)
-        note = tools.describe_tools(agent.tools)
+        conversation = tool_text.as_text(conversation)
+        note = tool_text.describe_tools(agent.tools)
         system_prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
     build = STRATEGIES[agent.strategy].messages
     if agent.tool_set is None or agent.role != "aggregator":
@@ -67,7 +67,7 @@ def _builder(
     def noted(refs: Sequence[str]) -> list[BaseMessage]:
         messages = build(conversation, refs, system_prompt, agent.aggregate_prompt)
         if refs and isinstance(messages[0], SystemMessage):
-            messages[0] = SystemMessage(messages[0].text + tools.AGGREGATOR_TOOLS_NOTE)
+            messages[0] = SystemMessage(messages[0].text + tool_text.AGGREGATOR_TOOLS_NOTE)
         return messages
 
     return noted

@@ -28,7 +28,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langgraph.config import get_stream_writer
 
-from moa_graph.calls import call as reliability
+from moa_graph.calls import call as call_layer
 from moa_graph.errors import LayerError, ModelCallError, StreamInterruptedError
 from moa_graph.graph.agent_prompt import fitted_prompt, references
 from moa_graph.graph.plan import AgentPlan
@@ -42,7 +42,7 @@ from moa_graph.graph.state import (
     Proposal,
     user_turn,
 )
-from moa_graph.strategies import tool_text as tools
+from moa_graph.strategies import tool_text
 from moa_graph.strategies.aggregation import STRATEGIES, consensus, voted_calls
 
 
@@ -92,18 +92,18 @@ class _Select:
 class _Attempt:
     """A step: one call of a candidate model, ended at the layer's deadline (monotonic)."""
 
-    request: reliability.Call
+    request: call_layer.Call
     deadline: float | None
 
     def run(self) -> Outcome:
         try:
-            return reliability.call(self.request, deadline=self.deadline)
+            return call_layer.call(self.request, deadline=self.deadline)
         except ModelCallError as error:
             return error
 
     async def arun(self) -> Outcome:
         try:
-            return await reliability.acall(self.request, deadline=self.deadline)
+            return await call_layer.acall(self.request, deadline=self.deadline)
         except ModelCallError as error:
             return error
 
@@ -179,7 +179,7 @@ def _answer(
     config = agent.call_config()
     for candidate in agent.candidates:
         messages, cut = fitted_prompt(agent, candidate, state)
-        call = reliability.Call(candidate.runnable, messages, config, candidate.policy)
+        call = call_layer.Call(candidate.runnable, messages, config, candidate.policy)
         outcome = yield _Attempt(call, due)
         if isinstance(outcome, AIMessage):
             return _finish(agent, state, outcome), cut
@@ -211,7 +211,7 @@ def _finish(agent: AgentPlan, state: MoAState, reply: AIMessage) -> AIMessage:
         return reply
     refs = references(agent, state)
     free = agent.tool_set is not None and not agent.tool_set.required
-    if refs and free and tools.repeats_last_calls(state["messages"], reply.tool_calls):
+    if refs and free and tool_text.repeats_last_calls(state["messages"], reply.tool_calls):
         text = state["messages"][-1].text
         chosen = consensus(text, refs)
         chosen.usage_metadata = reply.usage_metadata

@@ -6,13 +6,9 @@ reused by every request. ``POST /v1/chat/completions`` runs it (streamed or not)
 
 Safety: the server binds 127.0.0.1 unless told otherwise, refuses any other address
 without an API key, answers only its own clients (never a web page: see
-``server_guard``), limits body size and concurrent runs, and never repeats a key.
+``server.guard``), limits body size and concurrent runs, and never repeats a key.
 
-This module builds and serves the app; its parts are the served models
-(``server_models``), the endpoints and their limits (``server_endpoints``), one
-request's run (``server_runs``), the streamed answer and clients that go away
-(``server_streams``), the errors answered (``server_errors``), and the clients let
-in (``server_guard``).
+This module builds and serves the app; the package's docstring names its parts.
 """
 
 from __future__ import annotations

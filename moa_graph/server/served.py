@@ -14,6 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from moa_graph.config.model import MoAConfig
 from moa_graph.config.resolve import named_configs
 from moa_graph.errors import ConfigError
+from moa_graph.graph.clients import start_local_models
 from moa_graph.graph.plan import RunOptions
 from moa_graph.graph.planner import Planner
 from moa_graph.run.factory import create_moa
@@ -61,6 +62,9 @@ class ServedModel:
         # Plans as the graph's own planner does (same config and settings); each keeps
         # its plans per distinct options, so a request's tools are bound once in each.
         self.planner = Planner(self.config, stream_proposers=False)
+        # A server starts its local models with it, as it did before graphs loaded
+        # them lazily: missing weights fail `moa serve` at once, not its first request.
+        start_local_models(self.planner.plan(RunOptions()))
 
     def check(self, options: RunOptions) -> None:
         """Plan a run with ``options`` before it starts, as the graph will.

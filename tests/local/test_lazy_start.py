@@ -38,9 +38,14 @@ async def test_an_async_run_fails_at_its_start_too(models_dir: Path) -> None:
     assert events == []  # no layer started, no model was called
 
 
-def test_the_command_line_says_so_in_one_line(models_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["ask", "hi"], ["serve", "--port", "0"]],
+    ids=["ask", "serve"],  # a server loads its models as it starts: it fails at once
+)
+def test_the_command_line_says_so_in_one_line(models_dir: Path, command: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "moa_graph.cli.app", "ask", "hi", "--preset", "local-tiny"],
+        [sys.executable, "-m", "moa_graph.cli", *command, "--preset", "local-tiny"],
         capture_output=True,
         text=True,
         timeout=120,

