@@ -46,6 +46,11 @@ class EarlyExit(BaseModel):
             Every layer is staged alike, so each needs more agents than these take.
         stop_unchanged: Skip the later layers when a layer's answer is the one of
             the layer before (by ``agree``); the aggregator then runs on that layer.
+        tool_calls: With tools bound: ``agree``, proposals end a stage when they
+            make equal calls, as answers agree; ``first``, the first proposer of the
+            first layer decides alone: a reply of calls is the answer, and a reply in
+            text goes to the aggregator, bound to the tools, with no other proposer
+            asked (one greedy model where a mixture does not call tools better).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -55,6 +60,7 @@ class EarlyExit(BaseModel):
     min_similarity: float = Field(default=0.8, ge=0, le=1)
     stages: list[int] = Field(default_factory=list)
     stop_unchanged: bool = False
+    tool_calls: Literal["agree", "first"] = "agree"
 
     @field_validator("stages")
     @classmethod

@@ -227,7 +227,11 @@ def _add_check(
         check.node, RunnableLambda(decide, adecide, name=check.node), metadata=metadata
     )
     builder.add_edge(list(check.after), check.node)
-    ends = [*check.then, EXIT_NODE, *([AGGREGATOR_NODE] if check.last else [])]
+    # With ``tool_calls: first``, a first-layer check sends a run with tools bound and
+    # a first proposal in text to the aggregator.
+    policy = planner.slots_plan().exit
+    to_aggregator = check.last or (check.layer == 1 and policy and policy.tool_calls == "first")
+    ends = [*check.then, EXIT_NODE, *([AGGREGATOR_NODE] if to_aggregator else [])]
     builder.add_conditional_edges(check.node, route, ends)
 
 

@@ -199,6 +199,8 @@ def decide(plan: MoAPlan, state: MoAState, check: Check) -> RunExit | None:
         return None
     turn = user_turn(state["messages"])
     layer = _proposals(state, turn, check.layer)
+    if tools is not None and policy.first_decides(tools) and check.layer == 1:
+        return _first_calls(turn, check, layer, tools)
     prompt = state["messages"][-1].text
     found = agreement_of(policy, layer, prompt, tools)
     needed = max(2, math.ceil(policy.quorum * len(layer) - 1e-9))
@@ -211,6 +213,16 @@ def decide(plan: MoAPlan, state: MoAState, check: Check) -> RunExit | None:
         if reason_or_none is not None:
             return _record(turn, check, "aggregate", None, reason_or_none)
     return None
+
+
+def _first_calls(turn: int, check: Check, layer: Sequence[Proposal], tools: ToolSet) -> RunExit:
+    """Leave after the first proposal: with its calls, else to the aggregator."""
+    first = next((p for p in layer if p.index == 0 and p.ok), None)
+    calls = None if first is None else vote([first.content], tools)
+    if first is not None and calls is not None:
+        names = ", ".join(sorted({call["name"] for call in calls.calls}))
+        return _record(turn, check, "answer", 0, f"the first proposal calls {names}")
+    return _record(turn, check, "aggregate", None, "the first proposal makes no call")
 
 
 def runs_code(plan: MoAPlan) -> bool:

@@ -190,6 +190,9 @@ class ExitPolicy:
             the stack (the aggregator then runs on it).
         check_code: Whether code agrees by passing the prompt's examples (the
             config's ``check_code``; never with tools, where only calls agree).
+        tool_calls: With tools bound, ``agree`` (equal calls end a stage) or
+            ``first`` (the first proposal alone decides: its calls end the run, its
+            text goes to the aggregator).
     """
 
     agree: Literal["answer", "similar", "auto"]
@@ -198,6 +201,11 @@ class ExitPolicy:
     stages: tuple[int, ...]
     stop_unchanged: bool
     check_code: bool
+    tool_calls: Literal["agree", "first"] = "agree"
+
+    def first_decides(self, tools: object) -> bool:
+        """Whether the first proposal alone decides a run that binds ``tools``."""
+        return self.tool_calls == "first" and tools is not None
 
 
 @dataclass(frozen=True)
@@ -221,8 +229,11 @@ class MoAPlan:
         yield self.aggregator
 
     def agent(self, slot: Slot) -> AgentPlan | None:
-        """Return the agent at ``slot``, or None for a layer this run skips."""
+        """Return the agent at ``slot``, or None for a slot this run skips."""
         layer, index = slot
         if layer == 0:
             return self.aggregator
+        tools = self.aggregator.tool_set
+        if layer == 1 and index > 0 and self.exit and self.exit.first_decides(tools):
+            return None  # the first proposer decides alone (``tool_calls: first``)
         return self.layers[layer - 1][index] if layer <= len(self.layers) else None

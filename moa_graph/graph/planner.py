@@ -99,6 +99,7 @@ def exit_policy(config: MoAConfig, run: RunOptions) -> ExitPolicy | None:
         stages=tuple(settings.stages),
         stop_unchanged=settings.stop_unchanged,
         check_code=config.check_code and tools is None,
+        tool_calls=settings.tool_calls,
     )
 
 
