@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 SUBSETS = ("simple_python", "multiple", "parallel", "irrelevance")
-CONFIGS = ("single", "local", "synthesize-3")
+CONFIGS = ("single", "local", "synthesize-3", "local-first")
 HEADER = (
     "| subset | config | items | correct | `single` on the same items | fixed / broken "
     "| McNemar p | tokens per item (x single) | early exit |\n|---|---|---|---|---|---|---|---|---|"
