@@ -230,7 +230,8 @@ def _add_check(
     # With ``tool_calls: first``, a first-layer check sends a run with tools bound and
     # a first proposal in text to the aggregator.
     policy = planner.slots_plan().exit
-    to_aggregator = check.last or (check.layer == 1 and policy and policy.tool_calls == "first")
+    first = policy is not None and policy.tool_calls == "first"
+    to_aggregator = check.last or (check.layer == 1 and first)
     ends = [*check.then, EXIT_NODE, *([AGGREGATOR_NODE] if to_aggregator else [])]
     builder.add_conditional_edges(check.node, route, ends)
 
