@@ -33,10 +33,10 @@ from pydantic import ConfigDict, PrivateAttr
 from moa_graph.calls.secrets import StreamRedactor
 from moa_graph.config.model import MoAConfig
 from moa_graph.config.resolve import ConfigSource, resolve_config
-from moa_graph.graph.plan import AGGREGATOR_TAG, RunOptions
+from moa_graph.graph.plan import RunOptions
 from moa_graph.run import structured_output
 from moa_graph.run.factory import create_moa
-from moa_graph.run.streaming import Finished, Token, stream_moa
+from moa_graph.run.streaming import Finished, Token, aggregator_text, stream_moa
 
 ToolLike = dict[str, Any] | type | Callable[..., Any] | BaseTool
 """Anything ``bind_tools`` accepts: a tool, a function, a pydantic model, a schema."""
@@ -189,7 +189,7 @@ class ChatMoA(BaseChatModel):
         for mode, payload in parts:
             if mode == "values":
                 state = payload
-            elif chunk := answer.chunk(redactor.feed(_aggregator_text(payload))):
+            elif chunk := answer.chunk(redactor.feed(aggregator_text(payload))):
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
@@ -267,14 +267,6 @@ def _nested(
         inheritable_metadata=run_manager.inheritable_metadata,
     )
     return {"callbacks": callbacks}
-
-
-def _aggregator_text(payload: Any) -> str:
-    """Return the text of a ``messages``-mode chunk of the aggregator's call, or ``""``."""
-    chunk, metadata = payload
-    if isinstance(chunk, AIMessageChunk) and AGGREGATOR_TAG in metadata.get("tags", ()):
-        return chunk.text
-    return ""
 
 
 def _answer(state: Mapping[str, Any]) -> AIMessage:

@@ -91,16 +91,18 @@ async def stream_moa(
         if mode == "custom":
             yield Progress(payload)
         elif mode == "messages":
-            chunk, metadata = payload
-            if (
-                isinstance(chunk, AIMessageChunk)
-                and AGGREGATOR_TAG in metadata.get("tags", ())
-                and chunk.text
-                and (text := redactor.feed(chunk.text))
-            ):
+            if text := redactor.feed(aggregator_text(payload)):
                 yield Token(text)
         else:
             state = payload
     if rest := redactor.flush():
         yield Token(rest)
     yield Finished(state)
+
+
+def aggregator_text(payload: Any) -> str:
+    """Return the text of a ``messages``-mode chunk of the aggregator's call, or ``""``."""
+    chunk, metadata = payload
+    if isinstance(chunk, AIMessageChunk) and AGGREGATOR_TAG in metadata.get("tags", ()):
+        return chunk.text
+    return ""
