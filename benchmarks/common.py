@@ -22,6 +22,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from openai import AsyncOpenAI
 
 from moa_graph import MoAConfig
+from moa_graph.calls.chunk_dicts import dict_chunks_client
 from moa_graph.calls.http_pool import async_http_client
 from moa_graph.graph.planner import Planner
 from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
@@ -110,11 +111,21 @@ class AsyncioMoA:
     connection pool (:func:`moa_graph.calls.http_pool.async_http_client`), so that a
     comparison measures moa-graph's own work: with ``stream`` (the default limits, which
     time every call's tokens) each call streams and asks for its usage, as moa-graph's
-    do; without it each reply comes back whole.
+    do; without it each reply comes back whole. With ``dict_chunks`` it reads streamed
+    chunks as dicts, as moa-graph's clients do
+    (:func:`moa_graph.calls.chunk_dicts.dict_chunks_client`); without it, as the
+    SDK's typed chunks, as the reference does.
     """
 
     def __init__(
-        self, layers: int, agents: int, url: str, max_tokens: int = 512, *, stream: bool = False
+        self,
+        layers: int,
+        agents: int,
+        url: str,
+        max_tokens: int = 512,
+        *,
+        stream: bool = False,
+        dict_chunks: bool = False,
     ) -> None:
         # The limit of moa-graph's own clients (600 s), connecting included, where the
         # SDK's default gives up connecting after 5 s.
@@ -125,9 +136,12 @@ class AsyncioMoA:
             timeout=600.0,
             http_client=async_http_client(),
         )
+        if dict_chunks:  # streamed chunks read as dicts, as moa-graph's clients read them
+            self.client = dict_chunks_client(self.client)
         self.layers = [[f"m{i}" for i in range(agents)] for _ in range(layers)]
         self.max_tokens = max_tokens
         self.stream = stream
+        self.dict_chunks = dict_chunks
 
     async def _call(self, model: str, prompt: str, references: list[str]) -> str:
         messages: list[Any] = [{"role": "user", "content": prompt}]
@@ -148,7 +162,13 @@ class AsyncioMoA:
             stream=True,
             stream_options={"include_usage": True},
         )
-        parts = [c.choices[0].delta.content or "" async for c in chunks if c.choices]
+        if self.dict_chunks:
+            dicts: Any = chunks
+            parts = [
+                c["choices"][0]["delta"].get("content") or "" async for c in dicts if c["choices"]
+            ]
+        else:
+            parts = [c.choices[0].delta.content or "" async for c in chunks if c.choices]
         return "".join(parts)
 
     async def run(self, prompt: str) -> str:

@@ -3,13 +3,16 @@
 A fake OpenAI-compatible endpoint (its own process) answers every call after L seconds.
 For each shape (layers x agents) the same MoA runs, interleaved, as: moa-graph; moa-graph
 with a SQLite checkpointer; moa-graph streamed; the reference's ``asyncio.gather`` per
-layer; and that same ``asyncio.gather`` over moa-graph's LangChain chat models. The ideal
-is the critical path, (layers + 1) x L. The baseline makes the calls moa-graph makes
-(streamed under the default limits) through the same HTTP client and connection pool,
-so "moa / asyncio" is the work of moa-graph and of the LangChain it calls through, and
-"LangChain / asyncio" the part of it that is LangChain's; the spread of "moa / asyncio"
-is that of the ratios of the runs made one after the other. Also prints the time from
-the end of the last layer to the aggregator's first streamed token.
+layer, as the reference reads replies (the SDK's typed chunks) and as moa-graph's clients
+read them (dicts, :mod:`moa_graph.calls.chunk_dicts`); and that same ``asyncio.gather``
+over moa-graph's LangChain chat models. The ideal is the critical path, (layers + 1) x L.
+The baselines make the calls moa-graph makes (streamed under the default limits) through
+the same HTTP client and connection pool, so "moa / asyncio" is moa-graph's cost against
+the reference's way, "moa / asyncio, dict chunks" the work of the graph and of the
+LangChain it calls through over the same parsing, and "LangChain / asyncio" the part of
+it that is LangChain's; the spread of "moa / asyncio" is that of the ratios of the runs
+made one after the other. Also prints the time from the end of the last layer to the
+aggregator's first streamed token.
 
 By default the MoA keeps its first-token and idle limits, so every call streams to time
 its tokens. With ``--overall-limit``, each attempt has one overall limit instead, and the
@@ -56,8 +59,17 @@ async def measure(
     # As the command line and the server stream: the aggregator's tokens only.
     answer_only = create_moa(config, stream_proposers=False).compile()
     baseline = AsyncioMoA(layers, agents, url, stream=progress)
+    dict_baseline = AsyncioMoA(layers, agents, url, stream=progress, dict_chunks=True)
     floor = LangChainMoA(config, stream=progress)
-    variants_names = ("asyncio", "langchain", "moa", "sqlite", "stream", "stream_all")
+    variants_names = (
+        "asyncio",
+        "asyncio_dicts",
+        "langchain",
+        "moa",
+        "sqlite",
+        "stream",
+        "stream_all",
+    )
     times: dict[str, list[float]] = {k: [] for k in variants_names}
     first_token: list[float] = []
     messages = {"messages": [("user", PROMPT)]}
@@ -77,6 +89,7 @@ async def measure(
 
         variants = {
             "asyncio": lambda: baseline.run(PROMPT),
+            "asyncio_dicts": lambda: dict_baseline.run(PROMPT),
             "langchain": lambda: floor.run(PROMPT),
             "moa": lambda: plain.ainvoke(messages),
             "sqlite": lambda: durable.ainvoke(
@@ -102,10 +115,10 @@ def table(
 ) -> str:
     rows = [
         "| layers x agents | ideal | asyncio | moa-graph (p10-p90) | moa / asyncio (p10-p90) "
-        "| LangChain / asyncio | moa / ideal "
+        "| moa / asyncio, dict chunks | LangChain / asyncio | moa / ideal "
         "| + SQLite / ideal | streamed / ideal | every agent streamed / ideal "
         "| last layer -> first token |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (layers, agents), result in results.items():
         ideal = (layers + 1) * latency
@@ -119,6 +132,7 @@ def table(
             f"| {layers} x {agents} | {ideal * 1000:.0f} ms | {med['asyncio'] * 1000:.1f} ms "
             f"| {med['moa'] * 1000:.1f} ms ({p10 * 1000:.0f}-{p90 * 1000:.0f}) "
             f"| {med['moa'] / med['asyncio']:.3f} ({r10:.2f}-{r90:.2f}) "
+            f"| {med['moa'] / med['asyncio_dicts']:.3f} "
             f"| {med['langchain'] / med['asyncio']:.3f} | {med['moa'] / ideal:.3f} "
             f"| {med['sqlite'] / ideal:.3f} | {med['stream'] / ideal:.3f} "
             f"| {med['stream_all'] / ideal:.3f} "

@@ -1,0 +1,160 @@
+"""moa-graph's OpenAI clients read streamed chunks as dicts, with the same replies.
+
+Against the loopback fake OpenAI server, which streams one word per event and tool
+calls as OpenAI does: a model built by :func:`resolve_model` answers exactly as a
+plain ``ChatOpenAI`` does (text, usage, finish reason, tool calls, structured
+output), streamed and not, sync and async, while the SDK builds no typed chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionChunk
+from pydantic import BaseModel
+
+from moa_graph.calls.chunk_dicts import dict_chunks_client, with_dict_chunks
+from moa_graph.config.model import AgentSpec
+from moa_graph.graph.clients import resolve_model
+from tests.fake_chat import FakeChatModel
+from tests.openai_server import FakeOpenAIServer
+
+
+def built(server: FakeOpenAIServer) -> Any:
+    spec = AgentSpec(model="openai:m", base_url=server.url)
+    return resolve_model(spec, temperature=0.0, max_tokens=64, timeout_s=30)
+
+
+def plain(server: FakeOpenAIServer) -> ChatOpenAI:
+    """The same client as LangChain builds it: typed chunks."""
+    return ChatOpenAI(
+        model="m",
+        base_url=server.url,
+        api_key="not-needed",  # type: ignore[arg-type]
+        temperature=0.0,
+        max_tokens=64,  # type: ignore[call-arg]
+        stream_usage=True,
+        max_retries=0,
+    )
+
+
+def essentials(reply: Any) -> tuple[Any, ...]:
+    assert isinstance(reply, AIMessage)
+    return (
+        reply.content,
+        reply.usage_metadata,
+        reply.response_metadata.get("finish_reason"),
+        [(c["name"], c["args"]) for c in reply.tool_calls],
+        reply.invalid_tool_calls,
+    )
+
+
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("tools", [False, True])
+def test_replies_are_those_of_a_plain_client(
+    openai_server: FakeOpenAIServer, stream: bool, tools: bool
+) -> None:
+    ours, theirs = built(openai_server), plain(openai_server)
+    if tools:
+        ours, theirs = ours.bind_tools([add]), theirs.bind_tools([add])
+    prompt = "please add 2 and 3"
+
+    async def both() -> tuple[Any, Any]:
+        return await ours.ainvoke(prompt, stream=stream), await theirs.ainvoke(
+            prompt, stream=stream
+        )
+
+    mine, reference = asyncio.run(both())
+    assert essentials(mine) == essentials(reference)
+    assert essentials(ours.invoke(prompt, stream=stream)) == essentials(reference)
+    if tools:
+        assert mine.tool_calls and mine.tool_calls[0]["name"] == "add"
+    else:
+        assert mine.content == "m says: please add 2 and 3"
+        assert mine.usage_metadata and mine.usage_metadata["output_tokens"] > 0
+
+
+def test_the_chat_stream_yields_dicts_and_the_root_client_typed_chunks(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    model = built(openai_server)
+    request: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "stream": True,
+    }
+
+    async def chunks(completions: Any) -> list[Any]:
+        return [chunk async for chunk in await completions.create(**request)]
+
+    dicts = asyncio.run(chunks(model.async_client))
+    typed = asyncio.run(chunks(model.root_async_client.chat.completions))
+    assert dicts and all(type(chunk) is dict for chunk in dicts)
+    assert all(isinstance(chunk, ChatCompletionChunk) for chunk in typed)
+    assert [chunk.model_dump(exclude_unset=True) for chunk in typed] == dicts
+    assert all(type(chunk) is dict for chunk in model.client.create(**request))
+    # A whole reply is the SDK's typed one.
+    whole = asyncio.run(model.async_client.create(**{**request, "stream": False}))
+    assert whole.choices[0].message.content == "m says: one two three"
+
+
+def test_structured_output_streams_through_the_typed_root_client(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    class Sum(BaseModel):
+        total: int
+        words: str
+
+    structured = built(openai_server).with_structured_output(Sum, method="json_schema")
+    answer = asyncio.run(structured.ainvoke("add", stream=True))
+    assert answer == Sum(total=3, words="sample words")
+    assert openai_server.requests[-1]["response_format"]["type"] == "json_schema"
+
+
+def test_the_copy_keeps_every_setting_and_the_connection_pool(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    root = openai.AsyncOpenAI(
+        api_key="k",
+        base_url=openai_server.url,
+        timeout=12.0,
+        max_retries=0,
+        default_headers={"X-Test": "1"},
+    )
+    copy = dict_chunks_client(root)
+    assert isinstance(copy, openai.AsyncOpenAI) and type(copy) is not openai.AsyncOpenAI
+    assert (copy.api_key, copy.base_url, copy.timeout, copy.max_retries) == (
+        root.api_key,
+        root.base_url,
+        root.timeout,
+        root.max_retries,
+    )
+    assert copy.default_headers["X-Test"] == "1"
+    assert copy._client is root._client
+
+
+def test_other_models_and_sdk_subclasses_are_left_alone(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    fake = FakeChatModel(model_name="fake")
+    assert with_dict_chunks(fake) is fake
+
+    class Custom(openai.AsyncOpenAI):
+        """A user's own client (as Azure's is a subclass)."""
+
+    model = plain(openai_server)
+    custom = Custom(api_key="k", base_url=openai_server.url)
+    model.root_async_client, model.async_client = custom, custom.chat.completions
+    with_dict_chunks(model)
+    assert model.async_client._client is custom
+    assert type(model.client._client) is not openai.OpenAI  # the sync one was plain
