@@ -108,6 +108,18 @@ def test_the_chat_stream_yields_dicts_and_the_root_client_typed_chunks(
     assert whole.choices[0].message.content == "m says: one two three"
 
 
+def test_a_together_model_reads_dicts_too(
+    openai_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "test-key")
+    spec = AgentSpec(model="together:m", base_url=openai_server.url, api_key_env="TOGETHER_API_KEY")
+    model: Any = resolve_model(spec, temperature=0.0, max_tokens=64, timeout_s=30)
+    assert type(model).__name__ == "ChatTogether"
+    assert type(model.async_client._client) is not openai.AsyncOpenAI
+    reply = asyncio.run(model.ainvoke("hello there", stream=True))
+    assert reply.content == "m says: hello there"
+
+
 def test_structured_output_streams_through_the_typed_root_client(
     openai_server: FakeOpenAIServer,
 ) -> None:
