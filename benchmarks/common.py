@@ -24,8 +24,9 @@ from openai import AsyncOpenAI
 from moa_graph import MoAConfig
 from moa_graph.calls.chunk_dicts import dict_chunks_client
 from moa_graph.calls.http_pool import async_http_client
+from moa_graph.config.aggregate_prompt import AGGREGATE_PROMPT
 from moa_graph.graph.planner import Planner
-from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
+from moa_graph.strategies.prompts import format_references
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent / "docs" / "benchmarks"

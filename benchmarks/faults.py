@@ -48,6 +48,7 @@ from langchain_core.messages import HumanMessage
 
 from moa_graph import AGGREGATOR_TAG, MoAConfig, MoAError, create_moa
 from moa_graph.calls.call import StreamBrokenError
+from moa_graph.config.call_settings import CallSettings
 from moa_graph.run.streaming import Finished, stream_moa
 from tests.fault_server import (
     DROPPED,
@@ -122,15 +123,17 @@ def config(
     return MoAConfig(
         layers=[[agent(f"p{i}") for i in range(1, PROPOSERS + 1)]],
         aggregator=agent("agg"),
-        aggregator_fallbacks=[agent(f"fb{i}") for i in range(1, fallbacks + 1)],
-        # Long ones still below the overall limit, so calls stream (reliability's
-        # _watches_tokens) and the server's stream logs show who answered.
-        timeout_s=120 if long else timeouts.total_s,
-        first_token_timeout_s=110 if long else timeouts.first_token_s,
-        idle_timeout_s=110 if long else timeouts.idle_s,
-        max_retries=3,
-        backoff_s=0.05,
-        max_backoff_s=0.2,
+        calls=CallSettings(
+            aggregator_fallbacks=[agent(f"fb{i}") for i in range(1, fallbacks + 1)],
+            # Long ones still below the overall limit, so calls stream
+            # (calls.progress.watches_tokens) and the server's stream logs show who answered.
+            timeout_s=120 if long else timeouts.total_s,
+            first_token_timeout_s=110 if long else timeouts.first_token_s,
+            idle_timeout_s=110 if long else timeouts.idle_s,
+            max_retries=3,
+            backoff_s=0.05,
+            max_backoff_s=0.2,
+        ),
     )
 
 

@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from langchain_core.messages import HumanMessage
 
 from benchmarks.common import machine
+from moa_graph import MoAInput
 from moa_graph.local import KNOWN_MODELS, get_model, shutdown
 from moa_graph.local.server import SLOT_CONTEXT, SLOTS, compute_threads, server_for
 from moa_graph.local.weights import WeightsStatus, weights_status
@@ -103,15 +105,16 @@ def moa_rows(runs: int) -> list[list[str]]:
     from moa_graph import AGGREGATOR_NODE, create_moa, load_preset
 
     graph = create_moa(load_preset("local")).compile()
-    graph.invoke({"messages": [("user", "Say hi.")]})  # start the server, load the model
+    graph.invoke({"messages": [HumanMessage("Say hi.")]})  # start the server, load the model
     walls, firsts = [], []
     final: dict[str, Any] = {}
     for _ in range(runs):
         started = time.perf_counter()
         first = float("nan")
-        for mode, item in graph.stream(
-            {"messages": [("user", QUESTION)]}, stream_mode=["messages", "values"]
-        ):
+        parts: Any = graph.stream(
+            {"messages": [HumanMessage(QUESTION)]}, stream_mode=["messages", "values"]
+        )
+        for mode, item in parts:
             if mode == "values":
                 final = item
                 continue
@@ -162,7 +165,7 @@ def readme_rows(runs: int) -> list[list[str]]:
         f"`local` preset (early_exit: {preset.early_exit})": preset,
     }
     graphs = {name: create_moa(config).compile() for name, config in configs.items()}
-    question = {"messages": [("user", README_QUESTION)]}
+    question: MoAInput = {"messages": [HumanMessage(README_QUESTION)]}
     walls: dict[str, list[float]] = {name: [] for name in graphs}
     answers: dict[str, str] = {}
     for _ in range(runs):

@@ -33,10 +33,11 @@ import xllamacpp
 
 from benchmarks.common import save
 from benchmarks.local import QUESTION, environment
+from moa_graph.config.aggregate_prompt import AGGREGATE_PROMPT
 from moa_graph.local import get_model
 from moa_graph.local.server import LlamaServer
 from moa_graph.local.weights import installed_path
-from moa_graph.strategies.prompts import AGGREGATE_PROMPT, format_references
+from moa_graph.strategies.prompts import format_references
 
 TARGET, DRAFT = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
 MAX_TOKENS = 512  # the preset's

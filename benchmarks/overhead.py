@@ -28,9 +28,11 @@ import asyncio
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from benchmarks.common import (
@@ -42,7 +44,7 @@ from benchmarks.common import (
     save,
     summary,
 )
-from moa_graph import create_moa
+from moa_graph import MoAInput, create_moa
 from moa_graph.run.streaming import Progress, Token, stream_moa
 
 SHAPES = [(1, 3), (2, 6), (3, 6)]
@@ -72,7 +74,7 @@ async def measure(
     )
     times: dict[str, list[float]] = {k: [] for k in variants_names}
     first_token: list[float] = []
-    messages = {"messages": [("user", PROMPT)]}
+    messages: MoAInput = {"messages": [HumanMessage(PROMPT)]}
 
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         durable = builder.compile(checkpointer=saver)
@@ -87,7 +89,7 @@ async def measure(
                     ttft.append(time.perf_counter() - last_layer_done)
                     last_layer_done = 0.0
 
-        variants = {
+        variants: dict[str, Callable[[], Awaitable[Any]]] = {
             "asyncio": lambda: baseline.run(PROMPT),
             "asyncio_dicts": lambda: dict_baseline.run(PROMPT),
             "langchain": lambda: floor.run(PROMPT),

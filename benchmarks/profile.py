@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langchain_core.messages import HumanMessage
+
 from benchmarks.common import AsyncioMoA, endpoint, moa_config
 from benchmarks.throughput import AGENTS, LAYERS
 
@@ -103,7 +105,7 @@ async def main() -> None:
         baseline = AsyncioMoA(LAYERS, AGENTS, url)
 
         async def moa(question: str) -> None:
-            await graph.ainvoke({"messages": [("user", question)]})
+            await graph.ainvoke({"messages": [HumanMessage(question)]})
 
         for ask in (moa, baseline.run):  # warm up
             await run(ask, args.concurrency, args.concurrency)

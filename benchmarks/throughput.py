@@ -28,11 +28,15 @@ RUNNERS = ("asyncio", "moa-graph", "moa-graph, overall limit")
 
 
 async def run_moa_graph(url: str, prompts: int, concurrency: int, progress: bool) -> float:
-    from moa_graph import create_moa
+    from langchain_core.messages import HumanMessage
+
+    from moa_graph import MoAInput, create_moa
 
     graph = create_moa(moa_config(LAYERS, AGENTS, url, progress=progress)).compile()
-    await graph.ainvoke({"messages": [("user", "warm up")]})
-    inputs = [{"messages": [("user", f"Question {i}?")]} for i in range(prompts)]
+    await graph.ainvoke({"messages": [HumanMessage("warm up")]})
+    inputs: list[MoAInput] = [
+        {"messages": [HumanMessage(f"Question {i}?")]} for i in range(prompts)
+    ]
     started = time.perf_counter()
     outputs = await graph.abatch(inputs, {"max_concurrency": concurrency})
     elapsed = time.perf_counter() - started

@@ -21,7 +21,7 @@ PASSAGES = 2
 """How many passages go in front of the question."""
 
 
-def retrieve(state: MoAState) -> dict[str, list[AnyMessage]]:
+def retrieve(state: MoAState) -> dict[str, list[AnyMessage | RemoveMessage]]:
     """Put the passages that match the latest question in front of it."""
     check_conversation(state["messages"])
     question = state["messages"][-1]

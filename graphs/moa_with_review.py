@@ -65,11 +65,11 @@ def review(state: MoAState) -> Command[Literal["moa", "__end__"]]:
         interrupt({"answer": answer.text, "actions": ["approve", "edit", "revise"]})
     )
     if decision.action == "approve":
-        return Command(goto=END)
+        return Command(goto=END)  # type: ignore[arg-type]  # END is typed str
     if decision.action == "edit":
         # Same id: add_messages replaces the answer instead of appending one.
         edited = AIMessage(decision.answer or "", id=answer.id, name=answer.name)
-        return Command(goto=END, update={"messages": [edited]})
+        return Command(goto=END, update={"messages": [edited]})  # type: ignore[arg-type]
     comment = HumanMessage(f"A reviewer sent the answer back: {decision.comment}")
     return Command(goto="moa", update={"messages": [comment]})
 

@@ -83,7 +83,7 @@ class ToolUsingModel(BaseChatModel):
                     {"event": "tool_called", "tool": call["name"], "args": call["args"]}
                     | {"result": result, "moa_model": self.model_name}
                 )
-        text = reply.text
+        text = str(reply.text)
         if used:
             text = "Tool results:\n" + "\n".join(f"- {u}" for u in used) + "\n\n" + text
         answer = AIMessage(text, usage_metadata=usage)
