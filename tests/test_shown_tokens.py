@@ -19,9 +19,10 @@ import httpx
 import openai
 import pytest
 import yaml
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessageChunk, HumanMessage
+from langchain_core.runnables import Runnable
 
-from moa_graph import create_moa
+from moa_graph import ChatMoA, create_moa
 from moa_graph.errors import ModelCallError
 from moa_graph.run.streaming import Finished, Token, stream_moa
 from tests.fault_server import Fault, dropped_after, fault_server, malformed_after
@@ -139,6 +140,58 @@ async def test_an_answer_shown_to_a_messages_caller_is_still_never_spliced(fault
                     shown.append(event.text)
         assert upstream.calls[f"a-agg-{fault}-lib"] == 1
     assert shown and _answer(f"a-agg-{fault}-lib").startswith("".join(shown))
+
+
+# ChatMoA's streams: only the tokens it passes on count as shown.
+
+
+async def _chunks(moa: Runnable[str, BaseMessageChunk], sync: bool) -> list[BaseMessageChunk]:
+    if sync:
+        return list(moa.stream("Q?"))
+    return [chunk async for chunk in moa.astream("Q?")]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("sync", [True, False])
+async def test_chat_moa_streams_retry_a_proposer_nobody_was_shown(sync: bool, fault: str) -> None:
+    with fault_server(_plan, reply=_reply) as upstream:
+        moa = ChatMoA(_config(upstream.url, "prop", fault, "lib"))
+        chunks = await _chunks(moa, sync)
+        assert _broke_mid_stream(upstream, f"p-prop-{fault}-lib", fault)
+        assert upstream.calls[f"p-prop-{fault}-lib"] == 2
+    proposal = chunks[-1].response_metadata["moa_proposals"][0]
+    assert proposal["error"] is None
+    assert proposal["content"] == _answer(f"p-prop-{fault}-lib")
+    assert "".join(c.text for c in chunks) == _answer(f"a-prop-{fault}-lib")
+
+
+def _add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@pytest.mark.parametrize("held", ["rank", "tools"])
+@pytest.mark.parametrize("sync", [True, False])
+async def test_chat_moa_streams_retry_an_answer_held_whole(sync: bool, held: str) -> None:
+    # A ranker's reply is not the answer, and with tools bound the reply may be calls:
+    # ChatMoA holds the aggregator's tokens and sends the answer whole at the end, so a
+    # stream that broke was seen by nobody.
+    with fault_server(_plan, reply=_reply) as upstream:
+        config = _config(upstream.url, "agg", "drop", "lib")
+        if held == "rank":
+            moa: Runnable[str, BaseMessageChunk] = ChatMoA({**config, "aggregation": "rank"})
+        else:
+            moa = ChatMoA(config).bind_tools([_add])
+        chunks = await _chunks(moa, sync)
+        assert _broke_mid_stream(upstream, "a-agg-drop-lib", "drop")
+        assert upstream.calls["a-agg-drop-lib"] == 2
+    answer = chunks[0]
+    for chunk in chunks[1:]:
+        answer += chunk
+    if held == "rank":
+        assert answer.text == _answer("p-agg-drop-lib")  # the ranker's pick, verbatim
+    else:
+        assert [call["name"] for call in answer.tool_calls] == ["_add"]  # type: ignore[attr-defined]
 
 
 # The command line: `moa ask --json` prints nothing before the answer.

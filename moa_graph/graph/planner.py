@@ -34,6 +34,7 @@ from moa_graph.graph.plan import (
     RunOptions,
     proposer_node,
 )
+from moa_graph.strategies.aggregation import STRATEGIES
 
 _CALL_VOTES = frozenset({"vote", "consensus", "auto"})
 """Strategies that vote on proposed tool calls (the others leave calls to the aggregator)."""
@@ -199,8 +200,11 @@ class Planner:
             )
             for number, layer in enumerate(config.layers, 1)
         )
+        # Its tokens stream to a caller only where they are the answer's: a ranker's
+        # reply names the answer, so it is never shown (and a broken one is retried).
+        shown = STRATEGIES[config.aggregation].reply_is_answer
         aggregator = self._agent(
-            config, options, [config.aggregator], len(config.layers) + 1, 0, stream=True
+            config, options, [config.aggregator], len(config.layers) + 1, 0, stream=shown
         )
         return MoAPlan(layers, aggregator, exit_policy(config, options))
 

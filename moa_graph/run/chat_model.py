@@ -28,6 +28,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamMode
 from pydantic import ConfigDict, PrivateAttr
 
 from moa_graph.calls.secrets import StreamRedactor
@@ -36,7 +37,7 @@ from moa_graph.config.resolve import ConfigSource, resolve_config
 from moa_graph.graph.plan import RunOptions
 from moa_graph.run import structured_output
 from moa_graph.run.factory import create_moa
-from moa_graph.run.streaming import Finished, Token, aggregator_text, stream_moa
+from moa_graph.run.streaming import Finished, Token, aggregator_text, answer_shown, stream_moa
 
 ToolLike = dict[str, Any] | type | Callable[..., Any] | BaseTool
 """Anything ``bind_tools`` accepts: a tool, a function, a pydantic model, a schema."""
@@ -181,8 +182,11 @@ class ChatMoA(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         graph_input, config, options = self._run(messages, run_manager, kwargs)
         answer = _Streamed(self._streams_answer(kwargs))
+        # As stream_moa: only the tokens it sends on count as shown, none if it holds
+        # the answer whole (a ranker's, or one that may be tool calls).
+        modes: list[StreamMode] = ["messages", "values"] if answer.shown else ["values"]
         parts: Iterator[tuple[str, Any]] = self._graph.stream(  # type: ignore[assignment]
-            graph_input, config, context=options, stream_mode=["messages", "values"]
+            graph_input, answer_shown(config), context=options, stream_mode=modes
         )
         state: dict[str, Any] = {}
         redactor = StreamRedactor()
@@ -205,7 +209,8 @@ class ChatMoA(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         graph_input, config, options = self._run(messages, run_manager, kwargs)
         answer = _Streamed(self._streams_answer(kwargs))
-        async for event in stream_moa(self._graph, graph_input, config, context=options):
+        events = stream_moa(self._graph, graph_input, config, context=options, tokens=answer.shown)
+        async for event in events:
             if isinstance(event, Token) and (chunk := answer.chunk(event.text)):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -81,11 +81,12 @@ async def stream_moa(
     state: dict[str, Any] = {}
     redactor = StreamRedactor()
     modes: list[StreamMode] = ["custom", "messages", "values"] if tokens else ["custom", "values"]
-    config = config or {}
-    shown = {SHOWN_TAGS: (AGGREGATOR_TAG,)}  # the only tokens this yields
-    config = {**config, "configurable": {**config.get("configurable", {}), **shown}}
     parts: AsyncIterator[tuple[str, Any]] = graph.astream(  # type: ignore[assignment]
-        graph_input, config, context=context, stream_mode=modes, durability=durability
+        graph_input,
+        answer_shown(config),
+        context=context,
+        stream_mode=modes,
+        durability=durability,
     )
     async for mode, payload in parts:
         if mode == "custom":
@@ -98,6 +99,17 @@ async def stream_moa(
     if rest := redactor.flush():
         yield Token(rest)
     yield Finished(state)
+
+
+def answer_shown(config: RunnableConfig | None) -> RunnableConfig:
+    """Return ``config`` for a run whose caller shows the aggregator's tokens only.
+
+    Under ``stream_mode="messages"`` every streamed call's tokens would count as shown,
+    so a proposer whose stream broke would not be retried, though nobody saw its text.
+    """
+    config = config or {}
+    shown = {SHOWN_TAGS: (AGGREGATOR_TAG,)}
+    return {**config, "configurable": {**config.get("configurable", {}), **shown}}
 
 
 def aggregator_text(payload: Any) -> str:

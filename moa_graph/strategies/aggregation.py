@@ -294,6 +294,11 @@ class Strategy:
     ] = _synthesis_messages
     finish: Callable[[AIMessage, Sequence[str]], AIMessage] = _as_is
 
+    @property
+    def reply_is_answer(self) -> bool:
+        """Whether the model's reply is the answer as it comes (a ranker's names one)."""
+        return self.finish is _as_is
+
 
 STRATEGIES: dict[str, Strategy] = {
     "synthesize": Strategy(_no_selection),
