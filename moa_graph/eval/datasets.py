@@ -198,6 +198,15 @@ def _base(name: str) -> str:
     return name
 
 
+def is_exact(name: str) -> bool:
+    """Whether a benchmark (``bfcl:<subset>`` included) is scored exactly, without a judge.
+
+    Raises:
+        DatasetError: An unknown BFCL subset.
+    """
+    return _base(name) in EXACT
+
+
 def _source(name: str) -> DatasetSource:
     base = _base(name)
     if base not in DATASETS:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from moa_graph.config.model import AgentSpec, MoAConfig
-from moa_graph.eval.datasets import EXACT
+from moa_graph.eval.datasets import is_exact
 from moa_graph.eval.runner import ItemResult, run_evals
 
 
@@ -132,5 +132,5 @@ async def run_experiment(
     Returns:
         The results of each configuration, by label.
     """
-    configs = experiment_configs(name, base, exact=dataset in EXACT)
+    configs = experiment_configs(name, base, exact=is_exact(dataset))
     return await run_evals(configs, dataset, out_dir, share_calls=share_calls, **options)

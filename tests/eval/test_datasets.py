@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from moa_graph.eval.datasets import DATASETS, DatasetError, is_cached, load_dataset
+from moa_graph.eval.datasets import DATASETS, DatasetError, is_cached, is_exact, load_dataset
 from moa_graph.eval.scoring import score
 
 
@@ -88,3 +88,17 @@ def test_a_corrupt_cached_file_is_not_trusted(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MOA_GRAPH_DATASETS", str(tmp_path))
     (tmp_path / "gsm8k-0.1.4.post7.jsonl").write_text('{"question": "x", "answer": "#### 1"}\n')
     assert not is_cached("gsm8k")
+
+
+@pytest.mark.parametrize(
+    ("name", "exact"),
+    [
+        ("gsm8k", True),
+        ("bfcl:simple_python", True),
+        ("bfcl:irrelevance", True),
+        ("mt-bench", False),
+    ],
+)
+def test_which_benchmarks_are_scored_exactly(name: str, exact: bool) -> None:
+    # An experiment compares a majority vote only where answers are scored exactly.
+    assert is_exact(name) is exact
