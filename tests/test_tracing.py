@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,9 +11,14 @@ import langsmith.utils
 import pytest
 from langchain_core.tracers.langchain import wait_for_all_tracers
 
+from moa_graph.calls.secrets import REDACTED
 from moa_graph.run.factory import create_moa
 from tests.langsmith_server import FakeLangSmithServer, serve
 from tests.openai_server import FakeOpenAIServer
+from tests.openai_server import serve as serve_openai
+from tests.test_redaction import KEY, KEY_ENV
+from tests.test_redaction import _config as echo_config
+from tests.test_redaction import _echo as echo_key
 
 SENTINEL = "sk-SENTINEL-must-never-be-traced-7f3a"
 
@@ -98,3 +104,22 @@ def test_a_moa_call_traces_one_tree_with_names_metadata_usage_and_no_key(
         assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert _metadata(llm_runs["gamma"])["moa_layer"] == 2
     assert _metadata(llm_runs["delta"])["moa_layer"] == 3
+
+
+def test_a_key_the_upstream_echoes_is_redacted_in_traces(
+    langsmith_server: FakeLangSmithServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upstream answers with the key it was sent (tests.test_redaction): the state,
+    # the answer and the references are redacted, and so must the model runs be.
+    with serve_openai() as upstream:
+        upstream.fault = echo_key
+        monkeypatch.setenv(KEY_ENV, KEY)
+        graph = create_moa(echo_config(upstream.url)).compile()
+        out = graph.invoke({"messages": [("user", "What did you see?")]})
+        wait_for_all_tracers()
+        assert {a.removeprefix("Bearer ") for a in upstream.authorizations} == {KEY}
+    assert out["messages"][-1].text == f"gamma saw {REDACTED} today"
+    llm_runs = [r for r in langsmith_server.runs.values() if r.get("run_type") == "llm"]
+    assert len(llm_runs) == 3 and all(r.get("outputs") for r in llm_runs)
+    assert REDACTED in json.dumps(llm_runs)
+    assert all(KEY.encode() not in body for body in langsmith_server.bodies)

@@ -10,7 +10,8 @@ A model may echo a key too (it was in its prompt, or a provider misbehaves): eac
 reply is redacted as it arrives (:func:`redact_data`, in :mod:`moa_graph.calls.replies`),
 before it becomes a proposal, another agent's reference or the answer, and a streamed
 answer through a :class:`StreamRedactor`, which holds back a piece that may be the start
-of a key until the next piece tells.
+of a key until the next piece tells. LangSmith traces get the same through the tracing
+client's anonymizer (:func:`redact_traces`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,22 @@ def _redacted(value: Any, values: list[str]) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_redacted(item, values) for item in value)
     return value
+
+
+def redact_traces() -> None:
+    """Have LangSmith redact secrets from traces, when tracing is on.
+
+    LangChain's tracer uploads each model run's output as it came back, before
+    moa-graph redacts it. When tracing is on and LangSmith's shared client does not
+    exist yet, it is made with :func:`redact_data` as its anonymizer, which LangSmith
+    applies to every run's inputs, outputs and error before upload. A shared client
+    that exists already (the application made one, or traced a run earlier) is kept as
+    it is: give it ``anonymizer=redact_data`` for the same.
+    """
+    from langsmith import run_trees, utils
+
+    if utils.tracing_is_enabled():
+        run_trees.get_cached_client(anonymizer=redact_data)
 
 
 class StreamRedactor:

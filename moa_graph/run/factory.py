@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.caches import BaseCache
 from langgraph.graph import StateGraph
 
+from moa_graph.calls import secrets
 from moa_graph.config.presets import load_preset
 from moa_graph.config.resolve import ConfigSource, resolve_config
 from moa_graph.graph.build import build_graph, run_options
@@ -94,6 +95,7 @@ def create_moa(
         >>> studio.invoke({"messages": [("user", "Hi")]}, context={"layers": 2})  # doctest: +SKIP
     """
     own = resolve_config(config)
+    secrets.redact_traces()
     studio = isinstance(context_schema, type) and issubclass(context_schema, MoAContext)
     depth = max_layers
     if depth is None:
