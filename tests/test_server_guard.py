@@ -329,6 +329,24 @@ def test_the_key_comes_from_a_file(setup: Setup, tmp_path: Path) -> None:
     assert KEY_WARNING not in served.log_text()
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
+def test_a_key_file_others_can_read_works_with_a_warning(
+    setup: Setup, tmp_path: Path, mode: int
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{API_KEY}\n")
+    key_file.chmod(mode)
+    args = ["--config", str(setup.config), "--api-key-file", str(key_file)]
+    with moa_serve(args, log=tmp_path / "serve.log") as served:
+        _served_with_key(setup, served, API_KEY)
+    warning = (
+        f"warning: the API key file {key_file} can be read by other users "
+        f"(mode {mode:04o}); run `chmod 600 {key_file}`"
+    )
+    lines = served.log_text().splitlines()
+    assert lines.count(warning) == (0 if mode == 0o600 else 1)
+
+
 def test_a_key_from_a_file_is_redacted_like_one_from_the_environment(tmp_path: Path) -> None:
     """An upstream that quotes the server's key has it redacted, in the answer and the log."""
     key_file = tmp_path / "key"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -135,8 +136,9 @@ KEY_ON_COMMAND_LINE = (
 def _api_key(flag: str | None, path: Path | None) -> str | None:
     """Return the server's API key: from ``--api-key``, ``--api-key-file`` or ``$MOA_API_KEY``.
 
-    ``--api-key`` works, with a warning that the command line is public; an empty
-    ``MOA_API_KEY`` counts as unset.
+    ``--api-key`` works, with a warning that the command line is public, and so does a
+    key file other users may read, with a warning saying so; an empty ``MOA_API_KEY``
+    counts as unset.
 
     Raises:
         ConfigError: Both options are given, the key is empty, or the file cannot be
@@ -163,4 +165,10 @@ def _api_key(flag: str | None, path: Path | None) -> str | None:
         raise ConfigError(f"the API key file {path} is empty")
     if len(key.split()) > 1:
         raise ConfigError(f"the API key file {path} must hold the key alone, on one line")
+    if (mode := path.stat().st_mode) & 0o077:
+        typer.echo(
+            f"warning: the API key file {path} can be read by other users "
+            f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`",
+            err=True,
+        )
     return key
