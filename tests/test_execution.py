@@ -236,3 +236,18 @@ def test_the_compiled_cache_is_used_only_from_a_private_folder(tmp_path: Path) -
         assert wasi_runtime._read_private(folder, "module.cwasm") is None
         os.symlink(shared / "module.cwasm", private / "linked.cwasm")
         assert wasi_runtime._read_private(folder, "linked.cwasm") is None
+
+
+def test_a_new_compiled_runtime_replaces_the_others(tmp_path: Path) -> None:
+    private = tmp_path / "compiled"
+    with wasi_runtime._private_folder(private) as folder:
+        assert folder is not None
+        for stale in ("e5dc5a39-wasmtime-50.0.0.cwasm", "0000aaaa-wasmtime-51.0.0.cwasm"):
+            (private / stale).write_bytes(b"old native code")
+        (private / "notes.txt").write_text("not ours to remove")
+        wasi_runtime._write_private(folder, "e5dc5a39-wasmtime-51.0.0.cwasm", b"native code")
+        wasi_runtime._forget_others(folder, "e5dc5a39-wasmtime-51.0.0.cwasm")
+    assert sorted(p.name for p in private.iterdir()) == [
+        "e5dc5a39-wasmtime-51.0.0.cwasm",
+        "notes.txt",
+    ]

@@ -9,9 +9,9 @@ the package is imported or run.
 
 Compiling the 26 MB module to native code takes seconds, so its compiled form is
 cached in ``compiled/`` beside it, under a name holding the file's SHA-256 and
-wasmtime's version. It is native code that runs unchecked, so it is read only from a
-folder and a file owned by the user that nobody else may write, opened without
-following links.
+wasmtime's version (a new build replaces the others). It is native code that runs
+unchecked, so it is read only from a folder and a file owned by the user that nobody
+else may write, opened without following links.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def load_module(engine: wasmtime.Engine) -> wasmtime.Module:
         module = wasmtime.Module.from_file(engine, str(wasm))
         if folder is not None:
             _write_private(folder, name, bytes(module.serialize()))
+            _forget_others(folder, name)
         return module
 
 
@@ -126,6 +127,19 @@ def _read_private(folder: int, name: str) -> bytes | None:
         return None
     with os.fdopen(descriptor, "rb") as stream:
         return stream.read() if _owned_and_private(descriptor) else None
+
+
+def _forget_others(folder: int, name: str) -> None:
+    """Remove the compiled runtimes other than ``name``.
+
+    They are builds for another wasmtime or runtime, about 50 MB each, which nothing
+    reads again.
+    """
+    with contextlib.suppress(OSError):
+        for other in os.listdir(folder):
+            if other.endswith(".cwasm") and other != name:
+                with contextlib.suppress(OSError):
+                    os.unlink(other, dir_fd=folder)
 
 
 def _write_private(folder: int, name: str, data: bytes) -> None:
