@@ -183,7 +183,7 @@ class ChatMoA(BaseChatModel):
         graph_input, config, options = self._run(messages, run_manager, kwargs)
         answer = _Streamed(self._streams_answer(kwargs))
         # As stream_moa: only the tokens it sends on count as shown, none if it holds
-        # the answer whole (a ranker's, or one that may be tool calls).
+        # the answer whole (one that may be tool calls).
         modes: list[StreamMode] = ["messages", "values"] if answer.shown else ["values"]
         parts: Iterator[tuple[str, Any]] = self._graph.stream(  # type: ignore[assignment]
             graph_input, answer_shown(config), context=options, stream_mode=modes
@@ -218,9 +218,13 @@ class ChatMoA(BaseChatModel):
             elif isinstance(event, Finished):
                 yield answer.last(event.state)
 
-    def _streams_answer(self, kwargs: dict[str, Any]) -> bool:
-        """Whether the aggregator's tokens are the answer's (a ranker's are not)."""
-        return self._config.aggregation != "rank" and not kwargs.get("tools")
+    @staticmethod
+    def _streams_answer(kwargs: dict[str, Any]) -> bool:
+        """Whether the aggregator's tokens are the answer's: not with tools bound.
+
+        They may be calls then. A ranker's never stream (see ``Planner.plan``).
+        """
+        return not kwargs.get("tools")
 
 
 class _Streamed:
