@@ -9,6 +9,7 @@ output), streamed and not, sync and async, while the SDK builds no typed chunk.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import openai
@@ -18,11 +19,11 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionChunk
 from pydantic import BaseModel
 
-from moa_graph.calls.chunk_dicts import dict_chunks_client, with_dict_chunks
+from moa_graph.calls.chunk_dicts import _is_chunk, dict_chunks_client, with_dict_chunks
 from moa_graph.config.model import AgentSpec
 from moa_graph.graph.clients import resolve_model
 from tests.fake_chat import FakeChatModel
-from tests.openai_server import FakeOpenAIServer
+from tests.openai_server import FakeOpenAIServer, _Handler
 
 
 def built(server: FakeOpenAIServer) -> Any:
@@ -82,6 +83,83 @@ def test_replies_are_those_of_a_plain_client(
     else:
         assert mine.content == "m says: please add 2 and 3"
         assert mine.usage_metadata and mine.usage_metadata["output_tokens"] > 0
+
+
+SPARSE_TEXT = [
+    {"delta": {"role": "assistant", "content": ""}},
+    {"delta": {"content": "hello "}},
+    {"delta": {"content": "world"}},
+    {"finish_reason": "stop"},  # no delta, as some OpenAI-compatible servers end
+]
+SPARSE_CALL = [
+    {
+        "delta": {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 2, '},
+                }
+            ],
+        }
+    },
+    {"delta": {"tool_calls": [{"function": {"arguments": '"b": 3'}}]}},  # no index
+    {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}},
+    {"delta": {}, "finish_reason": "tool_calls"},
+]
+
+
+def _sparse(handler: _Handler, request: dict[str, Any], number: int) -> bool:
+    """Stream chunks that leave out fields the SDK's model has (see the lists above)."""
+    base = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": 1}
+    choices = SPARSE_CALL if request.get("tools") else SPARSE_TEXT
+    chunks = [{"choices": [{"index": 0, **choice}]} for choice in choices]
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4}})
+    events = [json.dumps({**base, "model": request["model"], **c}) for c in chunks]
+    handler.stream(request, [*events, "[DONE]"], handler.server.shape)
+    return True
+
+
+@pytest.mark.parametrize("tools", [False, True])
+def test_sparse_chunks_read_as_a_plain_client_reads_them(
+    openai_server: FakeOpenAIServer, tools: bool
+) -> None:
+    openai_server.fault = _sparse
+    ours, theirs = built(openai_server), plain(openai_server)
+    if tools:
+        ours, theirs = ours.bind_tools([add]), theirs.bind_tools([add])
+
+    async def both() -> tuple[Any, Any]:
+        return await ours.ainvoke("hi", stream=True), await theirs.ainvoke("hi", stream=True)
+
+    mine, reference = asyncio.run(both())
+    assert essentials(mine) == essentials(reference)
+    assert essentials(ours.invoke("hi", stream=True)) == essentials(reference)
+    if not tools:
+        assert mine.content == "hello world"
+        assert mine.response_metadata.get("finish_reason") is None  # as the SDK's dump
+
+
+@pytest.mark.parametrize(
+    ("choice", "as_dict"),
+    [
+        ({"index": 0, "delta": {"content": "hi"}}, True),
+        ({"index": 0, "delta": None}, False),
+        ({"index": 0, "finish_reason": "stop"}, False),
+        ({"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {}}]}}, True),
+        ({"index": 0, "delta": {"tool_calls": [{"function": {}}]}}, False),
+        ({"index": 0, "delta": {"tool_calls": [{"index": 0}]}}, False),
+        ({"index": 0, "delta": {"tool_calls": "garbled"}}, False),
+        ("garbled", False),
+    ],
+)
+def test_only_chunks_langchain_reads_alike_stay_dicts(choice: Any, as_dict: bool) -> None:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    assert _is_chunk({**chunk, "choices": [choice]}, ChatCompletionChunk) is as_dict
+    assert _is_chunk({**chunk, "choices": [], "usage": {}}, ChatCompletionChunk)
+    assert not _is_chunk({**chunk, "choices": [choice]}, object)
 
 
 def test_the_chat_stream_yields_dicts_and_the_root_client_typed_chunks(

@@ -22,7 +22,30 @@ _Client = TypeVar("_Client", openai.OpenAI, openai.AsyncOpenAI)
 
 
 def _is_chunk(data: object, cast_to: Any) -> bool:
-    return cast_to is ChatCompletionChunk and isinstance(data, dict)
+    """Whether ``data`` is a streamed chat chunk LangChain reads as it reads the SDK's.
+
+    LangChain indexes a choice's ``delta`` and a streamed tool call's ``index`` and
+    ``function``, which the SDK's dump has (``None`` where the server left them out).
+    A chunk without one of them, as some OpenAI-compatible servers send, is built as
+    the SDK's model, as before.
+    """
+    if cast_to is not ChatCompletionChunk or not isinstance(data, dict):
+        return False
+    choices = data.get("choices", [])
+    return isinstance(choices, list) and all(_complete(choice) for choice in choices)
+
+
+def _complete(choice: object) -> bool:
+    if not isinstance(choice, dict) or not isinstance(delta := choice.get("delta"), dict):
+        return False
+    calls = delta.get("tool_calls")
+    return calls is None or (
+        isinstance(calls, list)
+        and all(
+            isinstance(call, dict) and "index" in call and isinstance(call.get("function"), dict)
+            for call in calls
+        )
+    )
 
 
 class _AsyncChunkDicts(openai.AsyncOpenAI):
